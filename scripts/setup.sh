@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Creates .venv (or $SLR_VENV) and installs slr_fast with its test tools.
+# - A torch that is already importable (system site-packages or the venv) is kept: the venv sees system packages.
+# - Without torch: on a machine with no NVIDIA GPU the CPU build is installed first, so the `torch>=2.4`
+#   requirement is already satisfied and pip never pulls the multi-GB CUDA build. Override with TORCH_SPEC.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${SLR_VENV:-.venv}
+PY=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv --system-site-packages "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  if [ -n "${TORCH_SPEC:-}" ]; then
+    "${PIP[@]}" "$TORCH_SPEC"
+  elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    "${PIP[@]}" "torch>=2.4"
+  else
+    # CPU build: a local wheel on this project's machines; elsewhere PyTorch's CPU index serves it.
+    "${PIP[@]}" "torch==2.13.0" 2>/dev/null \
+      || "${PIP[@]}" torch --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+"${PIP[@]}" -e ".[dev]"
+echo "slr_fast set up in $VENV (torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)'))"

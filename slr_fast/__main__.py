@@ -1,0 +1,3 @@
+from slr_fast.cli.main import main
+
+raise SystemExit(main())
