@@ -1,0 +1,229 @@
+"""One place that maps (op, backend) to a callable; the model calls kernels only through here.
+
+Backends (every one has the same signature and no parameters of its own, so a state_dict moves between them):
+
+- ``torch``:  :mod:`kernels.reference`, eager fp32 math — the truth.
+- ``native``: torch's own fused paths — ``F.rms_norm``, ``F.silu(a) * b``, reference RoPE, and
+  ``F.scaled_dot_product_attention`` with a boolean padding/window mask.
+- ``triton``: the Triton kernels in ``kernels/<op>.py`` (imported on first use, never at import time).
+- ``auto``:   ``triton`` on CUDA with compute capability >= 7.0 and Triton installed, ``native`` elsewhere (CPU, and
+  P100 = sm_60, which Triton does not support). On CPU ``native`` is the best path: it runs torch's vectorized
+  CPU kernels (fused rms_norm, flash-style CPU SDPA), while Triton on CPU only exists as the slow numpy interpreter.
+
+``KernelConfig`` picks a backend per op family; ``residual_rmsnorm`` follows the ``rmsnorm`` field and
+``swiglu_packed`` the ``swiglu`` field. Its string form (``"attention=triton,rmsnorm=torch"``) is what the CLI takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import importlib.util
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+__all__ = [
+    "BACKENDS",
+    "OPS",
+    "KernelConfig",
+    "KernelUnavailableError",
+    "get_op",
+    "triton_status",
+]
+
+BACKENDS: tuple[str, ...] = ("auto", "torch", "native", "triton")
+CONCRETE_BACKENDS: tuple[str, ...] = ("torch", "native", "triton")
+FIELDS: tuple[str, ...] = ("rmsnorm", "swiglu", "rope", "attention")
+# op name -> the KernelConfig field that chooses its backend
+OPS: dict[str, str] = {
+    "rmsnorm": "rmsnorm",
+    "residual_rmsnorm": "rmsnorm",
+    "swiglu": "swiglu",
+    "swiglu_packed": "swiglu",
+    "rope": "rope",
+    "attention": "attention",
+}
+# op name -> (module, function) of the Triton implementation, imported on first use
+_TRITON_ENTRIES: dict[str, tuple[str, str]] = {
+    "rmsnorm": ("kernels.rmsnorm", "rmsnorm"),
+    "residual_rmsnorm": ("kernels.rmsnorm", "residual_rmsnorm"),
+    "swiglu": ("kernels.swiglu", "swiglu"),
+    "swiglu_packed": ("kernels.swiglu", "swiglu_packed"),
+    "rope": ("kernels.rope", "rope"),
+    "attention": ("kernels.attention", "rope_attention"),
+}
+MIN_CAPABILITY = (7, 0)
+
+
+class KernelUnavailableError(RuntimeError):
+    """A backend was asked for where it cannot run (names the op, the device and the reason)."""
+
+
+def _check_name(kind: str, name: str, valid: tuple[str, ...] | dict[str, str]) -> None:
+    if name not in valid:
+        raise ValueError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid)}")
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@functools.cache
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_status(device: torch.device | str) -> tuple[bool, str]:
+    """Whether Triton kernels can run on `device`, and the reason when they cannot."""
+    device = torch.device(device)
+    if not _triton_installed():
+        return False, "triton is not installed"
+    if _interpreting():
+        return True, "TRITON_INTERPRET=1 (numpy interpreter)"
+    if device.type != "cuda":
+        return False, f"Triton needs a CUDA device, got {device.type!r} (TRITON_INTERPRET=1 runs it on CPU, slowly)"
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < MIN_CAPABILITY:
+        return False, (f"compute capability {major}.{minor} < {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} "
+                       f"is not supported by Triton (e.g. P100 is sm_60)")
+    return True, f"CUDA compute capability {major}.{minor}"
+
+
+def _auto_backend(device: torch.device | str) -> str:
+    """Concrete backend that ``auto`` means on `device` (never the interpreter: it is for tests only)."""
+    device = torch.device(device)
+    if device.type == "cuda" and _triton_installed():
+        if torch.cuda.get_device_capability(device) >= MIN_CAPABILITY:
+            return "triton"
+    return "native"
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Backend per op family: each field is "auto" | "torch" | "native" | "triton"."""
+
+    rmsnorm: str = "auto"  # also chooses residual_rmsnorm
+    swiglu: str = "auto"  # also chooses swiglu_packed
+    rope: str = "auto"
+    attention: str = "auto"  # fused RoPE attention; its RoPE does not go through the `rope` field
+
+    def __post_init__(self) -> None:
+        for field in FIELDS:
+            value = getattr(self, field)
+            if not isinstance(value, str):
+                raise TypeError(f"KernelConfig.{field} must be a str, got {type(value).__name__}")
+            _check_name(f"backend for {field}", value, BACKENDS)
+
+    @classmethod
+    def parse(cls, spec: str) -> KernelConfig:
+        """Build from "attention=triton,rmsnorm=torch" (unnamed fields stay "auto"); a bare backend sets all."""
+        spec = spec.strip()
+        if not spec:
+            return cls()
+        if "=" not in spec and "," not in spec:
+            _check_name("backend", spec, BACKENDS)
+            return cls(**dict.fromkeys(FIELDS, spec))
+        values: dict[str, str] = {}
+        for item in spec.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"kernel config item {item!r} must look like op=backend (in {spec!r})")
+            key, value = key.strip(), value.strip()
+            _check_name("kernel config field", key, FIELDS)
+            if key in values:
+                raise ValueError(f"kernel config field {key!r} given twice in {spec!r}")
+            values[key] = value
+        return cls(**values)
+
+    def __str__(self) -> str:
+        return ",".join(f"{f}={getattr(self, f)}" for f in FIELDS)
+
+    def to_dict(self) -> dict[str, str]:
+        """Plain dict of field -> backend (for run configs and checkpoints)."""
+        return dataclasses.asdict(self)
+
+    def resolve(self, device: torch.device | str) -> KernelConfig:
+        """Concrete backends for `device`: "auto" becomes triton/native; "triton" where it cannot run raises."""
+        device = torch.device(device)
+        values = {}
+        for field in FIELDS:
+            backend = getattr(self, field)
+            if backend == "auto":
+                backend = _auto_backend(device)
+            elif backend == "triton":
+                _require_triton(field, device)
+            values[field] = backend
+        return KernelConfig(**values)
+
+    def op(self, name: str) -> Callable:
+        """The callable for op `name` under this config (see :func:`get_op`)."""
+        _check_name("op", name, OPS)
+        return get_op(name, getattr(self, OPS[name]))
+
+
+def _require_triton(op: str, device: torch.device) -> None:
+    ok, reason = triton_status(device)
+    if not ok:
+        raise KernelUnavailableError(
+            f"kernel op {op!r}: backend 'triton' cannot run on device {str(device)!r}: {reason}; "
+            f"use backend 'native' or 'torch' (or 'auto', which picks one)"
+        )
+
+
+def _first_tensor(args: tuple) -> torch.Tensor:
+    return args[0]
+
+
+@functools.cache
+def _load_triton(op: str) -> Callable:
+    module, name = _TRITON_ENTRIES[op]
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as err:
+        raise KernelUnavailableError(f"kernel op {op!r}: backend 'triton' could not be imported: {err}") from err
+
+
+def _triton_op(op: str) -> Callable:
+    """Triton entry that checks at call time that the input's device can run it, then imports and calls it."""
+
+    def call(*args, **kwargs):
+        _require_triton(op, _first_tensor(args).device)
+        return _load_triton(op)(*args, **kwargs)
+
+    call.__name__ = f"{op}_triton"
+    call.__doc__ = f"Triton {op} (kernels/{_TRITON_ENTRIES[op][0].split('.')[-1]}.py)."
+    return call
+
+
+def _auto_op(op: str) -> Callable:
+    """Dispatch on the first input's device: triton on CUDA >= 7.0, native elsewhere."""
+
+    def call(*args, **kwargs):
+        return get_op(op, _auto_backend(_first_tensor(args).device))(*args, **kwargs)
+
+    call.__name__ = f"{op}_auto"
+    call.__doc__ = f"{op}: Triton on CUDA with compute capability >= 7.0, torch's native path elsewhere."
+    return call
+
+
+@functools.cache
+def get_op(op: str, backend: str) -> Callable:
+    """The callable implementing `op` ("rmsnorm", "residual_rmsnorm", …) with `backend` ("auto", "torch", …)."""
+    _check_name("op", op, OPS)
+    _check_name("backend", backend, BACKENDS)
+    if backend == "auto":
+        return _auto_op(op)
+    if backend == "triton":
+        return _triton_op(op)
+    from kernels import _native, reference
+
+    if backend == "torch":
+        return getattr(reference, "rope_attention" if op == "attention" else op)
+    return getattr(_native, op)
