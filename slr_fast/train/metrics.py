@@ -1,0 +1,42 @@
+"""Classification metrics: top-k accuracy, per-class accuracy, the most confused class pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(N,) bool: the label is among the k highest logits."""
+    k = min(k, logits.shape[1])
+    top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    return (top == labels[:, None]).any(axis=1)
+
+
+def classification_report(logits: np.ndarray, labels: np.ndarray, classes: list[str], top_pairs: int = 10) -> dict:
+    """Top-1/top-5, per-class accuracy and the most confused (true, predicted) pairs."""
+    n, k = logits.shape
+    if n == 0:
+        raise ValueError("no samples to evaluate")
+    pred = logits.argmax(1)
+    conf = np.zeros((k, k), np.int64)
+    np.add.at(conf, (labels, pred), 1)
+    support = conf.sum(1)
+    per_class = {classes[c]: {"accuracy": float(conf[c, c] / support[c]), "support": int(support[c])}
+                 for c in range(k) if support[c] > 0}
+    off = conf.copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None)[:top_pairs]
+    pairs = []
+    for f in flat:
+        t, p = divmod(int(f), k)
+        if off[t, p] == 0:
+            break
+        pairs.append({"true": classes[t], "predicted": classes[p], "count": int(off[t, p]),
+                      "rate": float(off[t, p] / support[t])})
+    return {
+        "samples": int(n),
+        "top1": float((pred == labels).mean()),
+        "top5": float(topk_correct(logits, labels, 5).mean()),
+        "per_class": per_class,
+        "confused_pairs": pairs,
+    }

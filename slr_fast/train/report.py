@@ -1,0 +1,131 @@
+"""Run reports: train-vs-validation curves (the overfitting gap at a glance) and a short Markdown summary.
+
+Train metrics here are measured like validation ones — the clean (un-augmented, no MixUp) training samples through
+the model in eval mode — so the gap compares like with like rather than augmented-train vs clean-val numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Epoch records of a run's metrics.jsonl."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no metrics file")
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{i}: not a JSON line ({e})") from e
+    return [r for r in out if r.get("kind", "epoch") == "epoch"]
+
+
+def overfit_analysis(history: list[dict], key: str = "val_loss", patience: int = 2) -> dict:
+    """Best epoch, final gap, and the epoch where validation loss stopped improving while train loss kept falling."""
+    if not history:
+        return {}
+    epochs = [h["epoch"] for h in history]
+    val = [h.get(key) for h in history]
+    train = [h.get("train_loss") for h in history]
+    acc_key = "val_acc" if "val_acc" in history[0] else None
+    out: dict = {}
+    if acc_key:
+        best_i = max(range(len(history)), key=lambda i: history[i][acc_key])
+        out["best_epoch"], out["best_val_acc"] = epochs[best_i], history[best_i][acc_key]
+    last = history[-1]
+    if "train_acc" in last and "val_acc" in last:
+        out["final_acc_gap"] = last["train_acc"] - last["val_acc"]
+    if last.get("train_loss") is not None and last.get(key) is not None:
+        out["final_loss_gap"] = last[key] - last["train_loss"]
+    # Overfitting onset: the epoch of minimum validation loss, if afterwards val loss rose for `patience` epochs
+    # while train loss still fell.
+    if all(v is not None for v in val) and all(t is not None for t in train):
+        m = min(range(len(val)), key=lambda i: val[i])
+        after = range(m + 1, len(val))
+        if len(after) >= patience and all(val[i] > val[m] for i in after) and train[-1] < train[m]:
+            out["overfit_from_epoch"] = epochs[m]
+    return out
+
+
+def plot_run(history: list[dict], out_dir: str | Path) -> list[Path]:
+    """Write loss.png, accuracy.png and lr.png; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    ep = [h["epoch"] for h in history]
+    paths = []
+    for name, keys, ylabel in (
+        ("loss.png", ("train_loss", "val_loss", "ema_val_loss"), "loss"),
+        ("accuracy.png", ("train_acc", "val_acc", "ema_val_acc"), "top-1 accuracy"),
+        ("lr.png", ("lr",), "learning rate"),
+    ):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for k in keys:
+            ys = [h.get(k) for h in history]
+            if any(y is not None for y in ys):
+                ax.plot(ep, [float("nan") if y is None else y for y in ys], marker="o", ms=3, label=k)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if name != "lr.png":
+            ax.legend()
+            info = overfit_analysis(history)
+            if "overfit_from_epoch" in info:
+                ax.axvline(info["overfit_from_epoch"], color="grey", ls="--", lw=1)
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=100)
+        plt.close(fig)
+        paths.append(out_dir / name)
+    return paths
+
+
+def write_report(history: list[dict], out_dir: str | Path, config: dict, final_eval: dict | None = None) -> Path:
+    """report.md: what was trained, the best epoch, the train/validation gap and where overfitting began."""
+    out_dir = Path(out_dir)
+    info = overfit_analysis(history)
+    lines = ["# Training report", ""]
+    lines.append(f"- model: `{config.get('model', {}).get('preset', '?')}`, kernels: `{config.get('kernels', '?')}`, "
+                 f"epochs run: {len(history)}")
+    if "best_epoch" in info:
+        lines.append(f"- best epoch: {info['best_epoch']} (validation top-1 {info['best_val_acc']:.4f})")
+    if "final_acc_gap" in info:
+        lines.append(f"- final train − validation top-1 gap: {info['final_acc_gap']:+.4f}")
+    if "final_loss_gap" in info:
+        lines.append(f"- final validation − train loss gap: {info['final_loss_gap']:+.4f}")
+    if "overfit_from_epoch" in info:
+        lines.append(f"- overfitting from epoch {info['overfit_from_epoch']}: validation loss rose afterwards while "
+                     "train loss kept falling — consider stronger augmentation, MixUp, dropout/drop-path, "
+                     "fewer epochs (early stopping) or a lower peak rate for this stage")
+    else:
+        lines.append("- no overfitting onset detected (validation loss did not rise for 2+ epochs after its minimum)")
+    if final_eval:
+        lines += ["", "## Held-out evaluation", ""]
+        lines.append(f"- split `{final_eval.get('split')}`: top-1 {final_eval['top1']:.4f}, top-5 "
+                     f"{final_eval['top5']:.4f}, loss {final_eval.get('loss', float('nan')):.4f}, "
+                     f"{final_eval['samples']} samples")
+        pairs = final_eval.get("confused_pairs", [])[:5]
+        if pairs:
+            lines.append("- most confused: " + "; ".join(
+                f"{p['true']} → {p['predicted']} ({p['count']})" for p in pairs))
+    lines += ["", "## Epochs", "", "| epoch | lr | train loss | train acc | val loss | val acc | samples/s |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def f(v, fmt):
+        return "" if v is None else format(v, fmt)
+
+    for h in history:
+        lines.append(f"| {h['epoch']} | {f(h.get('lr'), '.2e')} | {f(h.get('train_loss'), '.4f')} | "
+                     f"{f(h.get('train_acc'), '.4f')} | {f(h.get('val_loss'), '.4f')} | {f(h.get('val_acc'), '.4f')} | "
+                     f"{f(h.get('samples_per_s'), '.0f')} |")
+    lines += ["", "Plots: `loss.png`, `accuracy.png`, `lr.png`.", ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
