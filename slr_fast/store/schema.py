@@ -1,0 +1,173 @@
+"""On-disk schema of a keypoint store: array names, attribute keys, codecs, and the checks `open` runs.
+
+A store is a Zarr v3 group:
+
+    frames   (ΣT, P, C) float32   all sequences' frames back to back; NaN = keypoint not detected
+    offsets  (N+1,)     int64     sequence i is frames[offsets[i]:offsets[i+1]]
+    label    (N,)       int32     index into attrs["slr_fast"]["classes"]
+    signer   (N,)       int32     -1 = unknown
+    seq_id   (N,)       string    stable id (source file stem, GISLR sequence_id, ...), unique
+    split    (N,)       int8      -1 none, 0 train, 1 val, 2 test (SPLITS)
+
+Group attributes live under one key, "slr_fast", so other tools' attributes never collide with ours. Only
+numeric arrays and zarr's native variable-length UTF-8 strings are used: no pickle or object codecs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from slr_fast.layout import Layout
+
+SCHEMA_VERSION = 1
+ATTRS_KEY = "slr_fast"
+SPLITS = ("train", "val", "test")
+NO_SPLIT = -1
+UNKNOWN_SIGNER = -1
+
+# name -> (dtype, ndim); the order is the order checks report problems in.
+ARRAYS: dict[str, tuple[str, int]] = {
+    "frames": ("float32", 3),
+    "offsets": ("int64", 1),
+    "label": ("int32", 1),
+    "signer": ("int32", 1),
+    "seq_id": ("str", 1),
+    "split": ("int8", 1),
+}
+
+# Chosen from benchmarks/test_store.py::test_compression_options (see the README table): on smooth keypoint
+# trajectories with NaN gaps, blosc+zstd with bit-shuffle compresses best among the fast options and decodes at
+# several hundred MB/s; chunks of 1024 frames keep a random single-sequence read to one ~0.7 MB decode while a
+# full load stays dominated by decoding rather than per-chunk overhead.
+DEFAULT_CHUNK_FRAMES = 1024
+DEFAULT_COMPRESSION = "blosc-zstd3-bitshuffle"
+# Metadata arrays are tiny (4-8 bytes per sequence): one chunk up to a million sequences.
+META_CHUNK = 1 << 20
+
+
+def compression_presets() -> dict[str, list]:
+    """Named compressor chains for `frames`; the benchmark measures each of these."""
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    return {
+        "none": [],
+        "zstd1": [ZstdCodec(level=1)],
+        "zstd3": [ZstdCodec(level=3)],
+        "blosc-lz4-shuffle": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
+        "blosc-lz4-bitshuffle": [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")],
+        "blosc-zstd1-shuffle": [BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")],
+        "blosc-zstd3-shuffle": [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")],
+        "blosc-zstd1-bitshuffle": [BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")],
+        "blosc-zstd3-bitshuffle": [BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")],
+        "blosc-zstd5-bitshuffle": [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")],
+    }
+
+
+def get_compressors(name: str) -> list:
+    """Compressor chain for a preset name; unknown names fail listing the valid ones."""
+    presets = compression_presets()
+    if name not in presets:
+        raise ValueError(f"unknown compression {name!r}; valid: {', '.join(presets)}")
+    return presets[name]
+
+
+class StoreError(ValueError):
+    """A store is missing, incomplete, or inconsistent; the message names the store and the problem."""
+
+
+def split_code(split: str | int | None) -> int:
+    """Split name / code / None -> int8 code (-1 none, 0 train, 1 val, 2 test)."""
+    if split is None:
+        return NO_SPLIT
+    if isinstance(split, str):
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)} or None")
+        return SPLITS.index(split)
+    code = int(split)
+    if not NO_SPLIT <= code < len(SPLITS):
+        raise ValueError(f"split code {split!r} out of range; valid: -1 (none), 0 train, 1 val, 2 test")
+    return code
+
+
+def check_attrs(where: str, meta: Any) -> tuple[Layout, list[str], dict]:
+    """Validate the "slr_fast" attributes; return (layout, classes, provenance)."""
+    if not isinstance(meta, Mapping):
+        raise StoreError(f"{where}: not an slr_fast keypoint store (group attribute {ATTRS_KEY!r} missing)")
+    if meta.get("complete") is not True:
+        raise StoreError(f"{where}: store is incomplete — the ingest that wrote it did not finish "
+                         f"(killed or failed); re-run the ingest to rebuild it")
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"{where}: schema version {version!r} is not supported (this slr_fast reads version "
+                         f"{SCHEMA_VERSION}); re-ingest the data with this version")
+    try:
+        layout = Layout.from_dict(meta["layout"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise StoreError(f"{where}: invalid layout attribute: {e}") from e
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise StoreError(f"{where}: 'classes' attribute must be a non-empty list of class names, got {classes!r}")
+    if len(set(classes)) != len(classes):
+        dup = sorted({c for c in classes if classes.count(c) > 1})
+        raise StoreError(f"{where}: duplicate class names {dup[:10]}")
+    provenance = meta.get("provenance", {})
+    if not isinstance(provenance, Mapping):
+        raise StoreError(f"{where}: 'provenance' attribute must be a mapping, got {type(provenance).__name__}")
+    return layout, list(classes), dict(provenance)
+
+
+def check_array_meta(where: str, name: str, arr: Any, layout: Layout) -> None:
+    """Check one array's dtype and rank (and, for frames, its point/channel shape against the layout)."""
+    want_dtype, want_ndim = ARRAYS[name]
+    dtype = arr.dtype
+    if want_dtype == "str":
+        ok = dtype.kind in ("T", "U", "O") or "string" in str(dtype).lower()
+    else:
+        ok = np.dtype(dtype) == np.dtype(want_dtype)
+    if not ok:
+        raise StoreError(f"{where}: array {name!r} has dtype {dtype}, expected {want_dtype}")
+    if len(arr.shape) != want_ndim:
+        raise StoreError(f"{where}: array {name!r} has shape {tuple(arr.shape)}, expected {want_ndim} dimension(s)")
+    if name == "frames":
+        want = (layout.num_points, layout.num_channels)
+        if tuple(arr.shape[1:]) != want:
+            raise StoreError(f"{where}: frames have {tuple(arr.shape[1:])} (points, channels) per frame but the "
+                             f"layout {layout.name!r} says {want}")
+
+
+def check_index(where: str, offsets: np.ndarray, labels: np.ndarray, signers: np.ndarray, seq_ids: np.ndarray,
+                splits: np.ndarray, num_frames: int, num_classes: int) -> None:
+    """Check the per-sequence arrays against each other and against the frame count."""
+    n = len(offsets) - 1
+    if n < 0:
+        raise StoreError(f"{where}: 'offsets' is empty; it must hold N+1 entries starting at 0")
+    for name, arr in (("label", labels), ("signer", signers), ("seq_id", seq_ids), ("split", splits)):
+        if len(arr) != n:
+            raise StoreError(f"{where}: {name!r} has {len(arr)} entries but offsets describe {n} sequences")
+    if offsets[0] != 0:
+        raise StoreError(f"{where}: offsets must start at 0, got {int(offsets[0])}")
+    steps = np.diff(offsets)
+    bad = np.flatnonzero(steps < 0)
+    if bad.size:
+        raise StoreError(f"{where}: offsets not monotonic at sequence {int(bad[0])} "
+                         f"({int(offsets[bad[0]])} -> {int(offsets[bad[0] + 1])})")
+    if offsets[-1] != num_frames:
+        raise StoreError(f"{where}: offsets end at {int(offsets[-1])} but frames holds {num_frames} frames")
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise StoreError(f"{where}: label {int(labels[bad[0]])} of sequence {int(bad[0])} is outside the "
+                         f"{num_classes} classes (0..{num_classes - 1})")
+    bad = np.flatnonzero(signers < UNKNOWN_SIGNER)
+    if bad.size:
+        raise StoreError(f"{where}: signer {int(signers[bad[0]])} of sequence {int(bad[0])} is invalid "
+                         f"(ids are >= 0, -1 = unknown)")
+    bad = np.flatnonzero((splits < NO_SPLIT) | (splits >= len(SPLITS)))
+    if bad.size:
+        raise StoreError(f"{where}: split code {int(splits[bad[0]])} of sequence {int(bad[0])} is invalid "
+                         f"(-1 none, 0 train, 1 val, 2 test)")
+    uniq, counts = np.unique(seq_ids, return_counts=True)
+    if uniq.size != n:
+        raise StoreError(f"{where}: duplicate sequence ids, e.g. {str(uniq[counts > 1][0])!r}")

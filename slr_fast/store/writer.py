@@ -1,0 +1,350 @@
+"""Streaming, crash-safe writing of keypoint stores.
+
+Frames are buffered only up to `flush_frames` and written in whole chunks, so an ingest of any size holds a few
+megabytes of frames at a time; the per-sequence index (8 + 4 + 4 + 1 bytes and an id per sequence) is kept in
+memory and written at the end.
+
+Crash safety: a local store is built in a hidden sibling folder and renamed into place only once it is complete,
+so a killed or failed ingest leaves any previous store untouched and nothing half-written at the path. Object
+storage has no atomic rename: there the group is marked `complete: false` from the start and flipped to true as
+the last write, and `KeypointStore.open` refuses an incomplete store with a message to re-run the ingest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slr_fast.layout import DEFAULT_LAYOUT, Layout
+from slr_fast.store.location import StorePath, describe, is_url, zarr_store
+from slr_fast.store.schema import (
+    ATTRS_KEY,
+    DEFAULT_CHUNK_FRAMES,
+    DEFAULT_COMPRESSION,
+    META_CHUNK,
+    SCHEMA_VERSION,
+    UNKNOWN_SIGNER,
+    StoreError,
+    get_compressors,
+    split_code,
+)
+
+_TMP_TAG = ".writing-"
+_OLD_TAG = ".replaced-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _local_state(path: Path) -> str:
+    """What is at a local path: absent, empty, complete, incomplete (an slr_fast store) or foreign."""
+    if not path.exists():
+        return "absent"
+    if not path.is_dir():
+        return "foreign"
+    meta_file = path / "zarr.json"
+    if not meta_file.is_file():
+        return "empty" if not any(path.iterdir()) else "foreign"
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError):
+        return "foreign"
+    ours = meta.get("attributes", {}).get(ATTRS_KEY)
+    if not isinstance(ours, dict):
+        return "foreign"
+    return "complete" if ours.get("complete") is True else "incomplete"
+
+
+def _clean_stale(final: Path) -> None:
+    """Remove temp folders of earlier writers to this path whose process is gone (killed ingests)."""
+    prefix = f".{final.name}"
+    for sib in final.parent.glob(f"{prefix}*"):
+        rest = sib.name[len(prefix):]
+        for tag in (_TMP_TAG, _OLD_TAG):
+            if rest.startswith(tag):
+                pid = rest[len(tag):].split("-", 1)[0]
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    shutil.rmtree(sib, ignore_errors=True)
+
+
+def default_provenance(provenance: dict[str, Any] | None) -> dict[str, Any]:
+    """Provenance with the source format, tool version and creation time filled in."""
+    import zarr
+
+    from slr_fast import __version__
+
+    out = {"source_format": "unknown"}
+    out.update(provenance or {})
+    out.setdefault("tool", "slr_fast")
+    out.setdefault("tool_version", __version__)
+    out.setdefault("zarr_version", zarr.__version__)
+    out.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    try:
+        json.dumps(out)
+    except TypeError as e:
+        raise ValueError(f"provenance must be JSON-serialisable: {e}") from e
+    return out
+
+
+class StoreWriter:
+    """Append sequences one at a time; `close()` (or leaving the `with` block) publishes the store."""
+
+    def __init__(self, path: StorePath, *, layout: Layout = DEFAULT_LAYOUT, classes: Sequence[str],
+                 provenance: dict[str, Any] | None = None, overwrite: bool = False, total: int | None = None,
+                 progress: bool = True, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+                 compression: str = DEFAULT_COMPRESSION, flush_frames: int | None = None,
+                 storage_options: dict[str, Any] | None = None):
+        import zarr
+
+        if not isinstance(layout, Layout):
+            raise TypeError(f"layout must be a slr_fast.layout.Layout, got {type(layout).__name__}")
+        classes = [str(c) for c in classes]
+        if not classes:
+            raise ValueError("classes must name at least one class")
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"duplicate class names: {sorted({c for c in classes if classes.count(c) > 1})[:10]}")
+        if chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        compressors = get_compressors(compression)
+        self.layout, self.classes, self._class_ids = layout, classes, {c: i for i, c in enumerate(classes)}
+        self.where = describe(path)
+        self._url = is_url(path)
+        self._closed = False
+        self._chunk = int(chunk_frames)
+        # Flush whole chunks only (no chunk is ever rewritten); ~16 chunks keeps the buffer at ~10 MB for 87x2.
+        self._flush_at = max(self._chunk, int(flush_frames or 16 * self._chunk))
+
+        if self._url:
+            self._final, self._tmp = path, None
+            self._check_existing_url(path, overwrite, storage_options)
+            store = zarr_store(path, read_only=False, storage_options=storage_options)
+        else:
+            self._final = Path(path).absolute()
+            state = _local_state(self._final)
+            if state == "complete" and not overwrite:
+                raise StoreError(f"{self.where}: a complete store already exists; pass overwrite=True to replace it")
+            if state == "foreign":
+                raise StoreError(f"{self.where}: exists and is not an slr_fast store; refusing to replace it "
+                                 f"(remove it or choose another path)")
+            self._final.parent.mkdir(parents=True, exist_ok=True)
+            _clean_stale(self._final)
+            self._tmp = self._final.parent / f".{self._final.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            store = zarr_store(self._tmp, read_only=False)
+
+        self._group = zarr.open_group(store, mode="w", zarr_format=3)
+        self._meta = {
+            "schema_version": SCHEMA_VERSION,
+            "complete": False,
+            "layout": layout.to_dict(),
+            "classes": classes,
+            "provenance": default_provenance(provenance),
+            "chunk_frames": self._chunk,
+            "compression": compression,
+        }
+        self._group.attrs[ATTRS_KEY] = self._meta
+        p, c = layout.num_points, layout.num_channels
+        self._frames = self._group.create_array(
+            "frames", shape=(0, p, c), chunks=(self._chunk, p, c), dtype="float32", compressors=compressors,
+            fill_value=np.nan)
+        self._written = 0  # frames already in the array
+        self._pending: list[np.ndarray] = []
+        self._pending_frames = 0
+        self._lengths: list[int] = []
+        self._labels: list[int] = []
+        self._signers: list[int] = []
+        self._splits: list[int] = []
+        self._ids: list[str] = []
+        self._id_set: set[str] = set()
+        from tqdm.auto import tqdm
+
+        # disable=None: tqdm hides itself when stderr is not a terminal (CI logs, piped output).
+        self._bar = tqdm(total=total, unit="seq", desc=f"writing {Path(str(self.where)).name}",
+                         disable=None if progress else True)
+
+    def _check_existing_url(self, url: str, overwrite: bool, storage_options: dict[str, Any] | None) -> None:
+        import zarr
+
+        try:
+            group = zarr.open_group(zarr_store(url, read_only=True, storage_options=storage_options), mode="r")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+            return
+        ours = group.attrs.get(ATTRS_KEY)
+        if not isinstance(ours, dict):
+            raise StoreError(f"{url}: a zarr group that is not an slr_fast store exists there; refusing to replace it")
+        if ours.get("complete") is True and not overwrite:
+            raise StoreError(f"{url}: a complete store already exists; pass overwrite=True to replace it")
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def append(self, frames: np.ndarray, label: int | str, signer: int = UNKNOWN_SIGNER, seq_id: str | None = None,
+               split: str | int | None = None) -> int:
+        """Add one sequence (T, P, C); returns its index. NaN marks undetected points; inf is rejected."""
+        if self._closed:
+            raise RuntimeError(f"{self.where}: writer is closed")
+        i = len(self._labels)
+        name = f"sequence {i}" + (f" ({seq_id!r})" if seq_id is not None else "")
+        arr = np.asarray(frames)
+        if arr.dtype.kind not in "fiu":
+            raise ValueError(f"{name}: frames must be numeric, got dtype {arr.dtype}")
+        want = (self.layout.num_points, self.layout.num_channels)
+        if arr.ndim != 3 or arr.shape[1:] != want:
+            raise ValueError(f"{name}: frames have shape {arr.shape}, expected (T, {want[0]}, {want[1]}) "
+                             f"for layout {self.layout.name!r}")
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if np.isinf(arr).any():
+            raise ValueError(f"{name}: frames contain infinite values (use NaN for undetected points)")
+        if isinstance(label, str):
+            if label not in self._class_ids:
+                raise ValueError(f"{name}: unknown class {label!r} (not among the {len(self.classes)} classes)")
+            label = self._class_ids[label]
+        label = int(label)
+        if not 0 <= label < len(self.classes):
+            raise ValueError(f"{name}: label {label} outside 0..{len(self.classes) - 1}")
+        signer = int(signer)
+        if signer < UNKNOWN_SIGNER:
+            raise ValueError(f"{name}: signer {signer} invalid (ids are >= 0, -1 = unknown)")
+        sid = str(i) if seq_id is None else str(seq_id)
+        if sid in self._id_set:
+            raise ValueError(f"{name}: duplicate sequence id {sid!r}")
+        code = split_code(split)
+
+        self._pending.append(arr)
+        self._pending_frames += arr.shape[0]
+        self._lengths.append(arr.shape[0])
+        self._labels.append(label)
+        self._signers.append(signer)
+        self._splits.append(code)
+        self._ids.append(sid)
+        self._id_set.add(sid)
+        if self._pending_frames >= self._flush_at:
+            self._flush(final=False)
+        self._bar.update(1)
+        return i
+
+    def _flush(self, final: bool) -> None:
+        n = self._pending_frames if final else (self._pending_frames // self._chunk) * self._chunk
+        if n == 0:
+            return
+        block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        p, c = block.shape[1:]
+        self._frames.resize((self._written + n, p, c))
+        self._frames[self._written:self._written + n] = block[:n]
+        self._written += n
+        rest = block[n:]
+        self._pending = [rest.copy()] if len(rest) else []
+        self._pending_frames = len(rest)
+
+    def close(self) -> None:
+        """Write the remaining frames and the index, mark the store complete and publish it."""
+        if self._closed:
+            return
+        try:
+            self._flush(final=True)
+            self._write_index()
+            self._meta.update(complete=True, num_sequences=len(self._labels), num_frames=self._written)
+            self._group.attrs[ATTRS_KEY] = self._meta
+            if not self._url:
+                self._publish()
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        self._bar.close()
+
+    def _write_index(self) -> None:
+        n = len(self._labels)
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(np.asarray(self._lengths, np.int64), out=offsets[1:])
+        columns = {
+            "offsets": offsets,
+            "label": np.asarray(self._labels, np.int32),
+            "signer": np.asarray(self._signers, np.int32),
+            "split": np.asarray(self._splits, np.int8),
+            "seq_id": np.asarray(self._ids, dtype=np.dtypes.StringDType()),
+        }
+        for name, values in columns.items():
+            arr = self._group.create_array(name, shape=values.shape, chunks=(max(1, min(META_CHUNK, len(values))),),
+                                           dtype=str if name == "seq_id" else values.dtype)
+            if len(values):
+                arr[:] = values
+
+    def _publish(self) -> None:
+        state = _local_state(self._final)
+        if state == "foreign":
+            raise StoreError(f"{self.where}: something that is not an slr_fast store appeared there while writing")
+        if state == "empty":
+            self._final.rmdir()
+        if state in ("complete", "incomplete"):
+            old = self._final.parent / f".{self._final.name}{_OLD_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            os.rename(self._final, old)
+            os.rename(self._tmp, self._final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(self._tmp, self._final)
+
+    def abort(self) -> None:
+        """Discard what was written (a local temp folder is removed; a URL store stays marked incomplete)."""
+        self._closed = True
+        self._bar.close()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_store(path: StorePath, sequences: Iterable[np.ndarray], labels: Sequence[int] | Sequence[str],
+                signers: Sequence[int] | None = None, classes: Sequence[str] | None = None,
+                layout: Layout = DEFAULT_LAYOUT, seq_ids: Sequence[str] | None = None,
+                splits: Sequence[str | int | None] | None = None, provenance: dict[str, Any] | None = None,
+                overwrite: bool = False, **writer_options: Any):
+    """Write sequences (an iterable, consumed once) with their labels to a new store and open it."""
+    from slr_fast.store.reader import KeypointStore
+
+    labels = list(labels)
+    n = len(labels)
+    if classes is None:
+        if all(isinstance(x, str) for x in labels):
+            classes = sorted(set(labels))
+        elif all(isinstance(x, int | np.integer) for x in labels):
+            classes = [str(i) for i in range(int(max(labels, default=-1)) + 1)] or ["0"]
+        else:
+            raise ValueError("labels must be all class names or all integer ids")
+    for name, col in (("signers", signers), ("seq_ids", seq_ids), ("splits", splits)):
+        if col is not None and len(col) != n:
+            raise ValueError(f"{name} has {len(col)} entries but labels has {n}")
+    writer_options.setdefault("progress", False)
+    with StoreWriter(path, layout=layout, classes=classes, provenance=provenance, overwrite=overwrite, total=n,
+                     **writer_options) as w:
+        count = 0
+        for i, seq in enumerate(sequences):
+            if i >= n:
+                raise ValueError(f"more sequences than the {n} labels given")
+            w.append(seq, labels[i], signer=UNKNOWN_SIGNER if signers is None else signers[i],
+                     seq_id=None if seq_ids is None else seq_ids[i], split=None if splits is None else splits[i])
+            count += 1
+        if count != n:
+            raise ValueError(f"{count} sequences given but {n} labels")
+    return KeypointStore.open(path, storage_options=writer_options.get("storage_options"))
