@@ -1,0 +1,107 @@
+"""Build a run's data side from its config: store, class subset, engine processors and loaders."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slr_fast.engine import BatchProcessor
+from slr_fast.layout import Layout
+from slr_fast.loader import KeypointLoader, LoaderConfig
+from slr_fast.preprocess import PreprocessConfig
+from slr_fast.store import KeypointStore
+from slr_fast.train.config import TrainConfig
+from slr_fast.train.runtime import Runtime
+
+
+def augment_from_config(spec, where: str = "augment"):
+    """`"default"`, `"none"`, a JSON file path, or a list of op dicts → an AugmentPipeline (or None)."""
+    from slr_fast.augment import AugmentPipeline, default_pipeline
+
+    if spec in (None, "none", "", []):
+        return None
+    if spec == "default":
+        return default_pipeline()
+    if isinstance(spec, str):
+        path = Path(spec)
+        if not path.exists():
+            raise FileNotFoundError(f"{where}: {spec!r} is neither 'default', 'none' nor an existing JSON file")
+        try:
+            spec = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+    return AugmentPipeline.from_config(spec)
+
+
+@dataclass
+class RunData:
+    store: KeypointStore
+    layout: Layout
+    classes: list[str]
+    train: KeypointLoader
+    val: KeypointLoader | None
+    test: KeypointLoader | None
+    train_eval: KeypointLoader | None
+    train_indices: np.ndarray
+    preprocess_dict: dict
+    augment_config: list | None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def build_model(self, config: TrainConfig) -> torch.nn.Module:
+        from kernels.registry import KernelConfig
+        from slr_fast.model import ModelConfig, SignModel
+
+        spec = dict(config.model)
+        preset = spec.pop("preset", "tiny")
+        mcfg = ModelConfig.preset(preset, num_classes=self.num_classes, layout=self.layout, **spec)
+        return SignModel(mcfg, kernels=KernelConfig.parse(config.kernels))
+
+    def close(self):
+        for ld in (self.train, self.val, self.test, self.train_eval):
+            if ld is not None:
+                ld.close()
+
+
+def build_data(config: TrainConfig, rt: Runtime) -> RunData:
+    """Open the store and make the train / val / clean-train / test loaders of a run."""
+    dc = config.data
+    if not dc.store:
+        raise ValueError("no store given: pass --store PATH (a store made by `slr-fast synth` or `slr-fast ingest`)")
+    store = KeypointStore.open(dc.store)
+    layout = store.layout
+    pre = PreprocessConfig.from_dict({"T": dc.frames, **dc.preprocess})
+    aug = augment_from_config(dc.augment)
+    train_proc = BatchProcessor(layout, pre, aug, seed=config.seed)
+    eval_proc = BatchProcessor(layout, pre, None, seed=config.seed)
+    counts = store.split_counts()
+
+    def has(split: str) -> bool:
+        return counts.get(split, 0) > 0
+
+    if not has(dc.train_split):
+        raise ValueError(f"{dc.store}: no sequences in split {dc.train_split!r}; make a split with "
+                         "`slr-fast ingest ... --split-by-signer SEED` or choose --train-split")
+    common = dict(classes=dc.classes, in_memory=dc.in_memory, rank=rt.rank, world_size=rt.world_size)
+    train = KeypointLoader(store, train_proc, LoaderConfig(batch_size=config.batch_size, shuffle=True,
+                                                           drop_last=True, seed=config.seed, split=dc.train_split,
+                                                           **common))
+    classes = list(train.classes)
+
+    def eval_loader(split: str, shuffle: bool = False) -> KeypointLoader | None:
+        if not has(split):
+            return None
+        return KeypointLoader(store, eval_proc, LoaderConfig(batch_size=config.eval_batch_size, shuffle=shuffle,
+                                                             drop_last=False, seed=config.seed + 1, split=split,
+                                                             **common))
+
+    train_eval = eval_loader(dc.train_split, shuffle=True) if config.train_eval_samples > 0 else None
+    return RunData(store, layout, classes, train, eval_loader(dc.val_split), eval_loader(dc.test_split),
+                   train_eval, store.select(split=dc.train_split, classes=dc.classes), pre.to_dict(),
+                   aug.to_config() if aug is not None else None)

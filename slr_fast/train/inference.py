@@ -1,0 +1,102 @@
+"""Inference from a checkpoint: load on any device with any backend, evaluate a store split, predict files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slr_fast.layout import Layout
+from slr_fast.train.checkpoint import CheckpointError, load_checkpoint, load_model_weights
+from slr_fast.train.runtime import init_runtime
+
+
+def load_model(path: str | Path, device: str = "cpu", kernels: str = "auto", use_ema: bool = False):
+    """(model in eval mode, checkpoint dict). Works on CPU whatever backend trained it: weights are backend-free."""
+    from kernels.registry import KernelConfig
+    from slr_fast.model import ModelConfig, SignModel
+
+    st = load_checkpoint(path, map_location="cpu")
+    try:
+        mcfg = ModelConfig.from_dict(st["model_config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{st['path']}: model config not understood ({e})") from e
+    model = SignModel(mcfg, kernels=KernelConfig.parse(kernels))
+    weights = st["ema"]["module"] if use_ema and st.get("ema") else st["model"]
+    load_model_weights(model, weights, st["path"])
+    return model.to(device).eval(), st
+
+
+def _processor(st: dict):
+    from slr_fast.engine import BatchProcessor
+    from slr_fast.preprocess import PreprocessConfig
+
+    layout = Layout.from_dict(st["layout"])
+    return layout, BatchProcessor(layout, PreprocessConfig.from_dict(st["preprocess"]), None, seed=0)
+
+
+def evaluate_checkpoint(checkpoint: str, store_path: str, split: str = "test", batch_size: int = 256,
+                        device: str = "auto", kernels: str = "auto", use_ema: bool = False) -> dict:
+    """Top-1/top-5, loss, per-class accuracy and confused pairs of a checkpoint on a store split."""
+    from slr_fast.loader import KeypointLoader, LoaderConfig
+    from slr_fast.store import KeypointStore
+    from slr_fast.train.evaluate import run_eval
+
+    rt = init_runtime(device, "fp32")
+    model, st = load_model(checkpoint, str(rt.device), kernels, use_ema)
+    store = KeypointStore.open(store_path)
+    layout, proc = _processor(st)
+    if store.layout.to_dict()["parts"] != layout.to_dict()["parts"]:
+        raise ValueError(f"{store_path}: layout {store.layout.part_names} differs from the checkpoint's "
+                         f"{layout.part_names}")
+    classes = list(st["classes"])
+    missing = sorted(set(classes) - set(store.classes))
+    if missing:
+        raise ValueError(f"{store_path}: lacks {len(missing)} classes of the checkpoint, e.g. {missing[:3]}")
+    loader = KeypointLoader(store, proc, LoaderConfig(batch_size=batch_size, shuffle=False, drop_last=False,
+                                                      split=split or None, classes=classes, rank=0, world_size=1))
+    try:
+        if len(loader) == 0:
+            raise ValueError(f"{store_path}: no sequences of the checkpoint's classes in split {split!r}")
+        report = run_eval(model, loader, rt, len(classes), classes)
+    finally:
+        loader.close()
+    report.update(split=split, checkpoint=st["path"], store=str(store_path))
+    return report
+
+
+def read_keypoint_file(path: str | Path, layout: Layout) -> np.ndarray:
+    """(T, P, C) float32 frames of one GISLR parquet or .pose file, in the checkpoint's layout."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        from slr_fast.ingest import read_gislr_file
+
+        return read_gislr_file(path, layout)
+    if path.suffix == ".pose":
+        from slr_fast.ingest import read_pose_file
+
+        return read_pose_file(path, layout)
+    raise ValueError(f"{path}: unsupported file type {path.suffix!r}; expected .parquet (GISLR) or .pose")
+
+
+@torch.no_grad()
+def predict_files(checkpoint: str, files: list[str], top_k: int = 5, device: str = "cpu", kernels: str = "auto",
+                  use_ema: bool = False) -> list[dict]:
+    """Top-k signs with probabilities for each file."""
+    model, st = load_model(checkpoint, device, kernels, use_ema)
+    layout, proc = _processor(st)
+    classes = list(st["classes"])
+    seqs = [read_keypoint_file(f, layout) for f in files]
+    offsets = np.zeros(len(seqs) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(s) for s in seqs])
+    frames = np.concatenate(seqs) if seqs else np.zeros((0, layout.num_points, layout.num_channels), np.float32)
+    out = proc.alloc(len(seqs))
+    proc.process(frames, offsets, np.arange(len(seqs), dtype=np.int64), 0, out)
+    logits = model(torch.from_numpy(out["x"]).to(device), torch.from_numpy(out["mask"]).to(device),
+                   torch.from_numpy(out["length"]).to(device)).logits
+    prob = torch.softmax(logits.float(), -1).cpu()
+    k = min(top_k, len(classes))
+    p, i = prob.topk(k, dim=-1)
+    return [{"file": str(f), "top": [{"sign": classes[int(c)], "prob": float(q)} for q, c in zip(pp, ii, strict=True)]}
+            for f, pp, ii in zip(files, p, i, strict=True)]

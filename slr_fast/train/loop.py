@@ -1,0 +1,295 @@
+"""`fit(config)`: the training loop — loaders, model, optimizer, schedule, mixed precision, EMA, DDP, checkpoints.
+
+Reproducibility: every random draw comes from the seed — augmentation from (seed, epoch, sample index) in the
+engine, batch order from (seed, epoch) in the loader, MixUp from a torch.Generator and dropout from torch's global
+RNG, both saved in checkpoints with the loader position — so a run resumed from a mid-epoch checkpoint on CPU ends
+with the same weights as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from slr_fast.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from slr_fast.train.config import TrainConfig
+from slr_fast.train.data import RunData, build_data
+from slr_fast.train.ema import EMA
+from slr_fast.train.evaluate import run_eval
+from slr_fast.train.losses import deep_supervision_loss
+from slr_fast.train.mixup import mixup_batch
+from slr_fast.train.optim import build_optimizer
+from slr_fast.train.report import plot_run, write_report
+from slr_fast.train.runtime import Runtime, all_gather_objects, all_reduce_sum, init_runtime
+from slr_fast.train.schedule import LRSchedule
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    history: list[dict] = field(default_factory=list)
+    best_metric: float | None = None
+    test: dict | None = None
+
+
+def param_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of all parameters (bitwise): equal digests mean identical weights."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class Trainer:
+    """Holds everything a run needs; `run()` trains to the end (or early stop) and writes the report."""
+
+    def __init__(self, config: TrainConfig, resume: str | None = None):
+        self.cfg = config
+        self.rt: Runtime = init_runtime(config.device, config.precision)
+        if config.threads and self.rt.device.type == "cpu":
+            torch.set_num_threads(config.threads)
+        self.run_dir = Path(resume or config.run_dir)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+        self.data: RunData = build_data(config, self.rt)
+        self.model = self.data.build_model(config).to(self.rt.device)
+        if config.init_from and not resume:
+            self._init_from(config.init_from)
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.rt.device]
+                                                              if self.rt.device.type == "cuda" else None)
+                    if self.rt.distributed else self.model)
+        self.opt = build_optimizer(self.model, config.optim.lr, config.optim.weight_decay, config.optim.betas,
+                                   config.optim.group_lrs)
+        self.steps_per_epoch = len(self.data.train)
+        self.sched = LRSchedule(self.opt, config.schedule, config.epochs * self.steps_per_epoch)
+        self.scaler = self.rt.grad_scaler()
+        self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
+        self.mix_gen = torch.Generator().manual_seed(config.seed + 7919)
+        self.epoch, self.step, self.history = 0, 0, []
+        self.best, self.bad_epochs = None, 0
+        self.partial = {"loss": 0.0, "n": 0.0, "correct": 0.0}  # running sums of the epoch in progress
+        if resume:
+            self._resume()
+        elif self.rt.is_main:
+            if (self.run_dir / "last.pt").exists():
+                raise ValueError(f"{self.run_dir} already holds a run (last.pt); use --resume {self.run_dir} to "
+                                 "continue it or choose another --run-dir")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config.save(self.run_dir / "config.json")
+            (self.run_dir / "metrics.jsonl").write_text("")
+
+    # ---- checkpoints -------------------------------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "model_config": self.model.config.to_dict(),
+            "optimizer": self.opt.state_dict(),
+            "schedule": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "rng": rng_state(),
+            "mix_gen": self.mix_gen.get_state(),
+            "loader": self.data.train.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "partial": dict(self.partial),
+            "best_metric": self.best,
+            "bad_epochs": self.bad_epochs,
+            "history": list(self.history),
+            "config": self.cfg.to_dict(),
+            "classes": list(self.data.classes),
+            "layout": self.data.layout.to_dict(),
+            "preprocess": self.data.preprocess_dict,
+            "augment": self.data.augment_config,
+            "kernels": self.model.kernel_report(),
+        }
+
+    def _save(self, name: str):
+        if self.rt.is_main:
+            save_checkpoint(self.run_dir / name, self._state())
+
+    def _resume(self):
+        st = load_checkpoint(self.run_dir / "last.pt", map_location="cpu")
+        load_model_weights(self.model, st["model"], st["path"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["schedule"])
+        self.scaler.load_state_dict(st["scaler"])
+        if self.ema and st.get("ema"):
+            self.ema.load_state_dict(st["ema"])
+        self.mix_gen.set_state(st["mix_gen"])
+        self.data.train.load_state_dict(st["loader"])
+        self.epoch, self.step = int(st["epoch"]), int(st["step"])
+        self.partial = dict(st["partial"])
+        self.best, self.bad_epochs = st["best_metric"], int(st["bad_epochs"])
+        self.history = list(st["history"])
+        set_rng_state(st["rng"])
+
+    def _init_from(self, path: str):
+        st = load_checkpoint(path, map_location="cpu")
+        same_classes = list(st["classes"]) == list(self.data.classes)
+        if not same_classes and not self.cfg.new_head:
+            raise CheckpointError(f"{path}: trained on {len(st['classes'])} classes, this stage has "
+                                  f"{len(self.data.classes)}; pass --new-head to re-initialise the classifiers")
+        skipped = load_model_weights(self.model, st["model"], st["path"], strict=same_classes)
+        if self.rt.is_main and skipped:
+            print(f"init-from {path}: re-initialised {len(skipped)} classifier tensors ({skipped[0]}, …)")
+
+    # ---- one epoch -----------------------------------------------------------------------------------------------
+    def _train_epoch(self) -> dict:
+        cfg, rt, model = self.cfg, self.rt, self.ddp
+        model.train()
+        loader = self.data.train
+        loader.set_epoch(self.epoch)
+        t0, seen = time.perf_counter(), 0
+        bar = tqdm(total=self.steps_per_epoch, initial=loader.state_dict().get("position", 0),
+                   desc=f"epoch {self.epoch}", disable=not (cfg.progress and rt.is_main), leave=False)
+        for batch in loader:
+            x = batch["x"].to(rt.device, non_blocking=True)
+            mask = batch["mask"].to(rt.device, non_blocking=True)
+            length = batch["length"].to(rt.device, non_blocking=True)
+            label = batch["label"].to(rt.device, non_blocking=True)
+            target = label
+            lc = cfg.loss
+            if lc.mixup_prob > 0 and float(torch.rand(1, generator=self.mix_gen)) < lc.mixup_prob:
+                x, mask, target, _ = mixup_batch(x, mask, label, self.data.num_classes, lc.mixup_alpha, self.mix_gen)
+                target = target.to(rt.device)
+            with rt.autocast():
+                out = model(x, mask, length)
+            loss, _ = deep_supervision_loss(out.logits, out.aux_logits, target, lc.aux_weight, lc.focal_gamma,
+                                            lc.label_smoothing)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {self.epoch} step {self.step}; "
+                                         "lower the learning rate or use fp32/bf16")
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.optim.clip_grad > 0:
+                self.scaler.unscale_(self.opt)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.sched.step()
+            if self.ema:
+                self.ema.update(self.model)
+            self.step += 1
+            b = label.shape[0]
+            seen += b
+            self.partial["loss"] += float(loss.detach()) * b
+            self.partial["n"] += b
+            self.partial["correct"] += float((out.logits.detach().argmax(1) == label).sum())
+            bar.set_postfix(loss=f"{float(loss):.3f}", sps=f"{seen / (time.perf_counter() - t0):.0f}")
+            bar.update(1)
+            if cfg.save_every_steps and self.step % cfg.save_every_steps == 0:
+                self._save("last.pt")
+        bar.close()
+        loss_sum, n, correct = all_reduce_sum(rt, [self.partial["loss"], self.partial["n"], self.partial["correct"]])
+        self.partial = {"loss": 0.0, "n": 0.0, "correct": 0.0}
+        dt = time.perf_counter() - t0
+        return {"train_loss_aug": loss_sum / max(n, 1), "train_acc_aug": correct / max(n, 1),
+                "samples_per_s": seen * rt.world_size / dt, "epoch_time_s": dt}
+
+    def _evaluate(self, rec: dict):
+        d = self.data
+        model = self.model
+        if d.train_eval is not None:
+            r = run_eval(model, d.train_eval, self.rt, d.num_classes, d.classes, limit=self.cfg.train_eval_samples)
+            rec.update(train_loss=r["loss"], train_acc=r["top1"])
+        if d.val is not None:
+            r = run_eval(model, d.val, self.rt, d.num_classes, d.classes)
+            rec.update(val_loss=r["loss"], val_acc=r["top1"], val_top5=r["top5"])
+            if self.ema:
+                r = run_eval(self.ema.module, d.val, self.rt, d.num_classes, d.classes)
+                rec.update(ema_val_loss=r["loss"], ema_val_acc=r["top1"])
+
+    def _is_better(self, rec: dict) -> float | None:
+        key = self.cfg.early_stop_metric
+        if key not in rec:
+            return None
+        value = rec[key] if key == "val_acc" else -rec[key]
+        if self.best is None or value > self.best + 1e-9:
+            self.best, self.bad_epochs = value, 0
+            return value
+        self.bad_epochs += 1
+        return None
+
+    # ---- the run -------------------------------------------------------------------------------------------------
+    def run(self) -> FitResult:
+        cfg, rt = self.cfg, self.rt
+        if rt.is_main:
+            print(f"run {self.run_dir}: {len(self.data.train_indices)} train sequences, {self.data.num_classes} "
+                  f"classes, {rt.device} {rt.precision}, world {rt.world_size}, kernels {self.model.kernel_report()}")
+        stopped = False
+        while self.epoch < cfg.epochs and not stopped:
+            rec = {"kind": "epoch", "epoch": self.epoch, "lr": self.opt.param_groups[0]["lr"]}
+            rec.update(self._train_epoch())
+            self._evaluate(rec)
+            improved = self._is_better(rec)
+            self.history.append(rec)
+            self.sched.epoch_end(rec.get("val_acc"))
+            self.epoch += 1
+            if improved is not None:
+                self._save("best.pt")
+            self._save("last.pt")
+            if rt.is_main:
+                with open(self.run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                gap = rec.get("train_acc", math.nan) - rec.get("val_acc", math.nan)
+                print(f"epoch {rec['epoch']}: train loss {rec.get('train_loss', math.nan):.4f} acc "
+                      f"{rec.get('train_acc', math.nan):.3f} | val loss {rec.get('val_loss', math.nan):.4f} acc "
+                      f"{rec.get('val_acc', math.nan):.3f} | gap {gap:+.3f} | {rec['samples_per_s']:.0f} samples/s")
+            if cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
+                stopped = True
+                if rt.is_main:
+                    print(f"early stop: no {cfg.early_stop_metric} improvement for {self.bad_epochs} epochs")
+        return self._finish()
+
+    def _finish(self) -> FitResult:
+        cfg, rt, d = self.cfg, self.rt, self.data
+        test = None
+        if d.test is not None:
+            if (self.run_dir / "best.pt").exists():
+                best = load_checkpoint(self.run_dir / "best.pt")
+                load_model_weights(self.model, best["model"], best["path"])
+            test = run_eval(self.model, d.test, rt, d.num_classes, d.classes)
+            test["split"] = cfg.data.test_split
+        digests = all_gather_objects(rt, param_digest(self.model))
+        if rt.is_main:
+            summary = {"epochs": self.epoch, "best_metric": self.best, "test": test, "rank_param_digests": digests,
+                       "ranks_agree": len(set(digests)) == 1, "kernels": self.model.kernel_report(),
+                       "precision": rt.precision, "device": str(rt.device), "world_size": rt.world_size}
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            if self.history:
+                plot_run(self.history, self.run_dir)
+                write_report(self.history, self.run_dir, cfg.to_dict(), test)
+        self.data.close()
+        return FitResult(self.run_dir, self.history, self.best, test)
+
+
+def fit(config: TrainConfig, resume: str | None = None) -> FitResult:
+    """Train as `config` says (or continue the run in directory `resume`); returns history and test metrics."""
+    if resume:
+        # A resume continues that run with its own saved config, whatever else was passed.
+        ckpt = Path(resume) / "last.pt"
+        if not ckpt.exists():
+            raise FileNotFoundError(f"{resume}: no last.pt to resume from")
+        config = TrainConfig.from_dict(load_checkpoint(ckpt)["config"])
+    trainer = Trainer(config, resume)
+    try:
+        return trainer.run()
+    finally:
+        trainer.data.close()
