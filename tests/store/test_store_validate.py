@@ -1,0 +1,136 @@
+"""`KeypointStore.open` refuses damaged stores with a message naming the store and the problem."""
+
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+from store_testing import smooth_sequences
+
+from slr_fast.layout import get_layout
+from slr_fast.store import KeypointStore, StoreError, write_store
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    path = tmp_path / "s.zarr"
+    write_store(path, smooth_sequences(30, seed=2), [i % 3 for i in range(30)], signers=[i % 5 for i in range(30)],
+                classes=["a", "b", "c"])
+    return path
+
+
+def _attrs(path, **changes):
+    g = zarr.open_group(path, mode="r+")
+    meta = dict(g.attrs["slr_fast"])
+    meta.update(changes)
+    g.attrs["slr_fast"] = meta
+
+
+def _set(path, name, fn):
+    arr = zarr.open_group(path, mode="r+")[name]
+    values = arr[...]
+    arr[...] = fn(values)
+
+
+def _replace(path, name, values):
+    g = zarr.open_group(path, mode="r+")
+    del g[name]
+    g.create_array(name, data=values)
+
+
+def test_valid_store_opens(store_path):
+    assert len(KeypointStore.open(store_path)) == 30
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(StoreError, match=r"nothing\.zarr: no keypoint store"):
+        KeypointStore.open(tmp_path / "nothing.zarr")
+
+
+def test_plain_zarr_group_is_not_a_store(tmp_path):
+    zarr.open_group(tmp_path / "g.zarr", mode="w")
+    with pytest.raises(StoreError, match=r"g\.zarr: not an slr_fast keypoint store"):
+        KeypointStore.open(tmp_path / "g.zarr")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"complete": False}, "incomplete .* re-run the ingest"),
+        ({"schema_version": 99}, "schema version 99 is not supported"),
+        ({"layout": {"parts": [{"name": "x", "source": "nose", "indices": [0]}]}}, "invalid layout"),
+        ({"layout": get_layout("arm_z").to_dict()}, r"frames have \(87, 2\) .* layout 'arm_z' says \(87, 3\)"),
+        ({"classes": []}, "non-empty list of class names"),
+        ({"classes": ["a", "b", "a"]}, r"duplicate class names \['a'\]"),
+        ({"classes": ["a", "b"]}, "label 2 of sequence 2 is outside the 2 classes"),
+        ({"num_sequences": 31}, "record 31 sequences but the arrays hold 30"),
+        ({"provenance": "x"}, "'provenance' attribute must be a mapping"),
+    ],
+)
+def test_bad_attributes(store_path, change, message):
+    _attrs(store_path, **change)
+    with pytest.raises(StoreError, match=message) as err:
+        KeypointStore.open(store_path)
+    assert str(store_path) in str(err.value)
+
+
+def test_offsets_not_monotonic(store_path):
+    def swap(o):
+        o[17] = o[19] + 1
+        return o
+
+    _set(store_path, "offsets", swap)
+    with pytest.raises(StoreError, match="offsets not monotonic at sequence 17"):
+        KeypointStore.open(store_path)
+
+
+def test_offsets_must_end_at_frame_count(store_path):
+    _set(store_path, "offsets", lambda o: np.where(np.arange(len(o)) == len(o) - 1, o - 1, o))
+    with pytest.raises(StoreError, match=r"offsets end at \d+ but frames holds \d+ frames"):
+        KeypointStore.open(store_path)
+
+
+def test_offsets_must_start_at_zero(store_path):
+    _set(store_path, "offsets", lambda o: np.where(np.arange(len(o)) == 0, 3, o))
+    with pytest.raises(StoreError, match="offsets must start at 0, got 3"):
+        KeypointStore.open(store_path)
+
+
+@pytest.mark.parametrize(
+    "name, fn, message",
+    [
+        ("label", lambda v: np.where(np.arange(len(v)) == 4, 7, v), "label 7 of sequence 4 is outside the 3 classes"),
+        ("label", lambda v: np.where(np.arange(len(v)) == 5, -1, v), "label -1 of sequence 5"),
+        ("signer", lambda v: np.where(np.arange(len(v)) == 6, -4, v), "signer -4 of sequence 6 is invalid"),
+        ("split", lambda v: np.where(np.arange(len(v)) == 8, 5, v), "split code 5 of sequence 8 is invalid"),
+        ("seq_id", lambda v: np.where(np.arange(len(v)) == 9, v[3], v), "duplicate sequence ids, e.g. '3'"),
+    ],
+)
+def test_bad_per_sequence_values(store_path, name, fn, message):
+    _set(store_path, name, fn)
+    with pytest.raises(StoreError, match=message):
+        KeypointStore.open(store_path)
+
+
+def test_missing_array(store_path):
+    shutil.rmtree(store_path / "signer")
+    with pytest.raises(StoreError, match="array 'signer' is missing"):
+        KeypointStore.open(store_path)
+
+
+def test_wrong_dtype(store_path):
+    _replace(store_path, "label", np.zeros(30, np.float64))
+    with pytest.raises(StoreError, match="array 'label' has dtype float64, expected int32"):
+        KeypointStore.open(store_path)
+
+
+def test_wrong_length(store_path):
+    _replace(store_path, "split", np.zeros(29, np.int8))
+    with pytest.raises(StoreError, match="'split' has 29 entries but offsets describe 30 sequences"):
+        KeypointStore.open(store_path)
+
+
+def test_frames_wrong_rank(store_path):
+    _replace(store_path, "frames", np.zeros((10, 174), np.float32))
+    with pytest.raises(StoreError, match=r"array 'frames' has shape \(10, 174\), expected 3 dimension"):
+        KeypointStore.open(store_path)
