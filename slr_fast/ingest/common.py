@@ -1,0 +1,220 @@
+"""Shared pieces of every ingest path: the error type, the report, class maps, and ordered parallel reading.
+
+Readers turn one source file into a (T, P, C) float32 array in a layout's point order (NaN = not detected).
+Ingest functions read many files on a thread pool and stream the results into a `StoreWriter` strictly in source
+order, so the store is byte-for-byte the same whatever the worker count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from slr_fast.layout import Layout
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class IngestError(ValueError):
+    """A source file (or its label) cannot be ingested; the message names the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run wrote and what it skipped (with reasons)."""
+
+    out: str
+    written: int = 0
+    frames: int = 0
+    classes: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason), in source order
+    seconds: float = 0.0
+
+    @property
+    def files_per_s(self) -> float:
+        """Files read (written or skipped) per second of wall time."""
+        n = self.written + len(self.skipped)
+        return n / self.seconds if self.seconds > 0 else float("nan")
+
+    def summary(self) -> str:
+        """A few human-readable lines: counts, then every skipped file with its reason."""
+        lines = [
+            f"wrote {self.written} sequences ({self.frames} frames, {len(self.classes)} classes) to {self.out} "
+            f"in {self.seconds:.1f} s ({self.files_per_s:.0f} files/s)"
+        ]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} file(s):")
+            lines += [f"  {f}: {reason}" for f, reason in self.skipped]
+        return "\n".join(lines)
+
+
+def load_classes(path: str | os.PathLike) -> list[str]:
+    """Class names in id order from a sign map: JSON {sign: id}, JSON [sign, ...], or text with one sign per line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise IngestError(path, f"cannot read class map: {e.strerror or e}") from e
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise IngestError(path, f"class map is not valid JSON: {e}") from e
+        if isinstance(data, dict):
+            # GISLR's sign_to_prediction_index_map.json: {sign: index}; ids must be exactly 0..K-1.
+            try:
+                ids = {str(k): int(v) for k, v in data.items()}
+            except (TypeError, ValueError) as e:
+                raise IngestError(path, f"class map values must be integer ids: {e}") from e
+            if sorted(ids.values()) != list(range(len(ids))):
+                raise IngestError(path, f"class ids must be exactly 0..{len(ids) - 1}, each once")
+            classes = sorted(ids, key=ids.__getitem__)
+        elif isinstance(data, list) and all(isinstance(s, str) for s in data):
+            classes = list(data)
+        else:
+            raise IngestError(path, "class map JSON must be an object {sign: id} or a list of sign names")
+    else:
+        classes = [line.strip() for line in text.splitlines() if line.strip()]
+    if not classes:
+        raise IngestError(path, "class map is empty")
+    dup = sorted({c for c in classes if classes.count(c) > 1})
+    if dup:
+        raise IngestError(path, f"class map lists these signs more than once: {dup[:10]}")
+    return classes
+
+
+def resolve_classes(signs: Iterable[str], classes: str | os.PathLike | Sequence[str] | None) -> list[str]:
+    """Class names in id order: from a map file or list when given, else the distinct signs sorted by name."""
+    if classes is None:
+        return sorted(set(signs))
+    if isinstance(classes, (str, os.PathLike)):
+        return load_classes(classes)
+    return [str(c) for c in classes]
+
+
+def check_frames(path: str | os.PathLike, frames: np.ndarray, layout: Layout) -> np.ndarray:
+    """Reject empty or all-NaN sequences and wrong shapes; returns the frames unchanged."""
+    expected = (layout.num_points, layout.num_channels)
+    if frames.ndim != 3 or frames.shape[1:] != expected:
+        raise IngestError(path, f"frames have shape {frames.shape}, layout {layout.name!r} needs (T, *{expected})")
+    if frames.shape[0] == 0:
+        raise IngestError(path, "empty sequence: no frames")
+    if np.isnan(frames).all():
+        raise IngestError(path, f"all-NaN sequence: no point of layout {layout.name!r} is detected in any frame")
+    return frames
+
+
+def default_workers() -> int:
+    """Readers release the GIL in pyarrow/NumPy, so one thread per core keeps every core busy."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[tuple[T, R | BaseException]]:
+    """Yield (item, fn(item) or the exception it raised) in input order, computing up to `workers` ahead.
+
+    In-flight work is bounded (4 per worker), so memory stays flat on corpora of any size while the consumer
+    (the store writer) sees results in a deterministic order.
+    """
+    def call(item: T) -> R | BaseException:
+        try:
+            return fn(item)
+        except Exception as e:  # carried to the consumer, which decides between raising and skipping
+            return e
+
+    if workers <= 1:
+        for item in items:
+            yield item, call(item)
+        return
+    window: deque[tuple[T, Future]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slr-ingest") as pool:
+        try:
+            for item in items:
+                window.append((item, pool.submit(call, item)))
+                if len(window) >= 4 * workers:
+                    done, fut = window.popleft()
+                    yield done, fut.result()
+            while window:
+                done, fut = window.popleft()
+                yield done, fut.result()
+        finally:
+            for _, fut in window:  # consumer stopped early (error): don't read files nobody will use
+                fut.cancel()
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """One labelled source file: where it is and what it shows."""
+
+    path: Path
+    sign: str
+    signer: int = -1  # -1 = unknown
+    seq_id: str | None = None
+    split: int = -1  # -1 none, 0 train, 1 val, 2 test
+
+
+def _set_provenance(writer, **items) -> None:
+    """Record facts known only at the end (skipped files) in the store's provenance before it is published."""
+    prov = getattr(writer, "provenance", None)
+    if prov is None:  # the writer keeps its attributes in _meta until close() writes them
+        prov = writer._meta["provenance"]
+    prov.update(items)
+
+
+def write_entries(out: str | os.PathLike, entries: Sequence[SourceEntry],
+                  read: Callable[[SourceEntry], np.ndarray], *, layout: Layout, classes: Sequence[str],
+                  provenance: dict, workers: int | None = None, skip_bad: bool = False, overwrite: bool = False,
+                  progress: bool = True) -> IngestReport:
+    """Read entries on a thread pool and stream them into a new store in entry order.
+
+    The first bad file raises its IngestError (and no store is published) unless `skip_bad`, which collects every
+    (file, reason) in the report and the store's provenance instead. Unknown signs are bad files too.
+    """
+    from slr_fast.store import StoreWriter
+
+    start = time.perf_counter()
+    class_id = {c: i for i, c in enumerate(classes)}
+    report = IngestReport(out=str(out), classes=list(classes))
+    workers = default_workers() if workers is None else max(1, int(workers))
+
+    def load(e: SourceEntry) -> np.ndarray:
+        if e.sign not in class_id:
+            raise IngestError(e.path, f"unknown sign {e.sign!r} (not among the {len(class_id)} classes of the "
+                                      f"class map)")
+        return read(e)
+
+    with StoreWriter(out, layout=layout, classes=list(classes), provenance=provenance, overwrite=overwrite,
+                     total=len(entries), progress=progress) as writer:
+        for e, result in ordered_map(load, entries, workers):
+            if isinstance(result, BaseException):
+                if not isinstance(result, IngestError):  # an unexpected failure still names its file
+                    result = IngestError(e.path, f"{type(result).__name__}: {result}")
+                if not skip_bad:
+                    raise result
+                report.skipped.append((result.path, result.problem))
+                continue
+            writer.append(result, class_id[e.sign], signer=e.signer, seq_id=e.seq_id, split=e.split)
+            report.written += 1
+            report.frames += len(result)
+        if report.written == 0:
+            first = report.skipped[0] if report.skipped else ("", "no entries")
+            raise IngestError(out, f"no sequence could be read ({len(report.skipped)} skipped; first: "
+                                   f"{first[0]}: {first[1]})")
+        _set_provenance(writer, files=len(entries), written=report.written, skipped=len(report.skipped),
+                        skipped_files=[f"{f}: {r}" for f, r in report.skipped[:100]])
+    report.seconds = time.perf_counter() - start
+    return report

@@ -1,0 +1,201 @@
+"""GISLR parquet ingest: one columnar pyarrow read per file, no pandas, many files in parallel.
+
+Format facts (../shared/KEYPOINTS.md, slr_fast.ingest.gislr_format): 543 rows per frame in a fixed order, NaN rows
+for undetected landmarks, frame numbers that need not start at 0, `train.csv` with paths relative to its folder.
+
+Why it is fast: `pyarrow.parquet.ParquetFile.read` of just the needed columns (the `pq.read_table` dataset path
+costs twice as much per small file, and pandas adds a DataFrame on top), `type` read as a dictionary so the row
+check compares small integer codes instead of strings, one NumPy gather of the layout's rows, and pyarrow releasing
+the GIL so threads overlap file reads and decoding.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from slr_fast.ingest.common import IngestError, IngestReport, SourceEntry, check_frames, resolve_classes, write_entries
+from slr_fast.ingest.gislr_format import CSV_COLUMNS, GISLR_TYPES, ROW_LANDMARK_INDEX, ROW_TYPE_CODE
+from slr_fast.layout import DEFAULT_LAYOUT, GISLR_ROWS_PER_FRAME, Layout
+
+# Source split names accepted in an optional `split` column of train.csv (codes as in the store).
+_SPLIT_CODES = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
+
+
+def _column(path: str | os.PathLike, table: pa.Table, name: str) -> pa.Array:
+    col = table.column(name)
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
+
+def _check_rows(path: str | os.PathLike, table: pa.Table, t: int) -> None:
+    """Every frame's 543 rows must be face, left_hand, pose, right_hand in landmark order (cheap integer compares)."""
+    index = _column(path, table, "landmark_index")
+    types = _column(path, table, "type")
+    if not pa.types.is_dictionary(types.type):  # read_dictionary only applies to string columns
+        raise IngestError(path, f"column 'type' has type {types.type}, expected strings")
+    if index.null_count or types.null_count:
+        raise IngestError(path, "columns 'type'/'landmark_index' have missing values")
+    names = types.dictionary.to_pylist()
+    unknown = sorted(set(names) - set(GISLR_TYPES))
+    if unknown:
+        raise IngestError(path, f"column 'type' has unknown values {unknown}; valid: {list(GISLR_TYPES)}")
+    to_code = np.array([GISLR_TYPES.index(n) for n in names], np.int8)
+    codes = to_code[types.indices.to_numpy(zero_copy_only=False)].reshape(t, GISLR_ROWS_PER_FRAME)
+    index = index.to_numpy(zero_copy_only=False).reshape(t, GISLR_ROWS_PER_FRAME)
+    wrong = (codes != ROW_TYPE_CODE) | (index != ROW_LANDMARK_INDEX)
+    if wrong.any():
+        f, r = np.unravel_index(int(np.argmax(wrong)), wrong.shape)
+        raise IngestError(path, f"rows are not in the GISLR order (face 0-467, left_hand, pose, right_hand): row "
+                                f"{f * GISLR_ROWS_PER_FRAME + r} is {GISLR_TYPES[codes[f, r]]} {index[f, r]}, "
+                                f"expected {GISLR_TYPES[ROW_TYPE_CODE[r]]} {ROW_LANDMARK_INDEX[r]}")
+
+
+def _frame_order(path: str | os.PathLike, table: pa.Table, t: int) -> np.ndarray | None:
+    """Frame order by `frame` value (None when already ascending); each frame's rows must share one number."""
+    frame = _column(path, table, "frame")
+    if frame.null_count:
+        raise IngestError(path, "column 'frame' has missing values")
+    frame = frame.to_numpy(zero_copy_only=False).reshape(t, GISLR_ROWS_PER_FRAME)
+    first = frame[:, 0]
+    if (frame != first[:, None]).any():
+        f = int(np.argmax((frame != first[:, None]).any(1)))
+        raise IngestError(path, f"rows {f * 543}..{f * 543 + 542} mix frame numbers {sorted(set(frame[f].tolist()))}: "
+                                f"each block of 543 rows must be one frame")
+    step = np.diff(first)
+    if (step > 0).all():
+        return None
+    order = np.argsort(first, kind="stable")
+    dup = first[order][1:][np.diff(first[order]) == 0]
+    if dup.size:
+        raise IngestError(path, f"frame number {int(dup[0])} appears more than once")
+    return order
+
+
+def read_gislr_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *, verify: bool = True) -> np.ndarray:
+    """One GISLR parquet file as (T, P, C) float32 in `layout`'s point order, frames sorted by frame number.
+
+    `verify` checks every row's type/landmark_index against the fixed 543-row order (about 15% of the read time).
+    """
+    coords = list(layout.channels)
+    wanted = ["frame"] + (["type", "landmark_index"] if verify else []) + coords
+    try:
+        pf = pq.ParquetFile(path, read_dictionary=["type"] if verify else None)
+    except FileNotFoundError as e:
+        raise IngestError(path, "file not found") from e
+    except (OSError, pa.ArrowException) as e:
+        raise IngestError(path, f"unreadable parquet file: {e}") from e
+    names = pf.schema_arrow.names
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise IngestError(path, f"missing column(s) {missing}; found {names} (layout {layout.name!r} needs "
+                                f"frame, type, landmark_index, {', '.join(coords)})")
+    n = pf.metadata.num_rows
+    if n == 0:
+        raise IngestError(path, "empty sequence: no rows")
+    if n % GISLR_ROWS_PER_FRAME:
+        raise IngestError(path, f"{n} rows is not a multiple of {GISLR_ROWS_PER_FRAME} (rows per GISLR frame)")
+    t = n // GISLR_ROWS_PER_FRAME
+    try:
+        table = pf.read(columns=wanted, use_threads=False)  # parallelism is across files, not within one
+    except (OSError, pa.ArrowException) as e:
+        raise IngestError(path, f"unreadable parquet file: {e}") from e
+    if verify:
+        _check_rows(path, table, t)
+    order = _frame_order(path, table, t)
+    rows = layout.gislr_rows()
+    out = np.empty((t, layout.num_points, len(coords)), np.float32)
+    for c, name in enumerate(coords):
+        col = _column(path, table, name)
+        if not pa.types.is_floating(col.type) and not pa.types.is_integer(col.type):
+            raise IngestError(path, f"column {name!r} has type {col.type}, expected float")
+        # Nulls (rare; GISLR writes NaN) become NaN: both mean "not detected".
+        values = col.to_numpy(zero_copy_only=False).reshape(t, GISLR_ROWS_PER_FRAME)
+        out[..., c] = values[:, rows] if order is None else values[order[:, None], rows]
+    return check_frames(path, out, layout)
+
+
+def read_gislr_csv(csv_path: str | os.PathLike) -> list[SourceEntry]:
+    """Parse train.csv (`path, participant_id, sequence_id, sign`, optional `split`); paths relative to its folder."""
+    csv_path = Path(csv_path)
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in CSV_COLUMNS if c not in header]
+            if missing:
+                raise IngestError(csv_path, f"missing column(s) {missing}; found {header}")
+            entries = []
+            for line, row in enumerate(reader, start=2):
+                try:
+                    signer = int(row["participant_id"])
+                except (TypeError, ValueError) as e:
+                    raise IngestError(csv_path, f"line {line}: participant_id {row['participant_id']!r} "
+                                                f"is not an integer") from e
+                split = -1
+                if "split" in row and row["split"] not in (None, ""):
+                    split = _SPLIT_CODES.get(row["split"].strip().lower(), -2)
+                    if split == -2:
+                        raise IngestError(csv_path, f"line {line}: unknown split {row['split']!r}; valid: "
+                                                    f"{sorted(_SPLIT_CODES)}")
+                if not row["path"] or row["sign"] in (None, ""):
+                    raise IngestError(csv_path, f"line {line}: empty path or sign")
+                entries.append(SourceEntry(csv_path.parent / row["path"], row["sign"], signer,
+                                           str(row["sequence_id"]), split))
+    except FileNotFoundError as e:
+        raise IngestError(csv_path, "file not found") from e
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise IngestError(csv_path, f"unreadable csv: {e}") from e
+    if not entries:
+        raise IngestError(csv_path, "no rows")
+    return entries
+
+
+def find_gislr_csv(source: str | os.PathLike) -> Path:
+    """The train.csv of a GISLR corpus: `source` itself when it is a file, else `source`/train.csv."""
+    source = Path(source)
+    if source.is_dir():
+        source = source / "train.csv"
+    if not source.is_file():
+        raise IngestError(source, "not found (expected a GISLR folder holding train.csv, or a csv path)")
+    return source
+
+
+def ingest_gislr(source: str | os.PathLike, out: str | os.PathLike, *, layout: Layout = DEFAULT_LAYOUT,
+                 classes: str | os.PathLike | list[str] | None = None, workers: int | None = None,
+                 skip_bad: bool = False, split_by_signer: int | None = None,
+                 split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), limit: int | None = None,
+                 verify: bool = True, overwrite: bool = False, progress: bool = True) -> IngestReport:
+    """Ingest a GISLR corpus (folder with train.csv, or the csv) into a keypoint store at `out`.
+
+    Classes: the csv's signs sorted by name, or a sign map (JSON {sign: id} as GISLR's
+    sign_to_prediction_index_map.json, JSON list, or text one per line). Signer = participant_id, seq id =
+    sequence_id. Splits: the csv's `split` column if present, else a signer-independent split seeded by
+    `split_by_signer`, else none. Files are read on `workers` threads and written in csv order.
+    """
+    from slr_fast.store import signer_split
+
+    csv_path = find_gislr_csv(source)
+    entries = read_gislr_csv(csv_path)[:limit]
+    class_names = resolve_classes((e.sign for e in entries), classes)
+    split_rule = "csv split column" if any(e.split >= 0 for e in entries) else "none"
+    if split_by_signer is not None:
+        if split_rule != "none":
+            raise IngestError(csv_path, "has a split column; drop --split-by-signer or the column")
+        # Splits over the csv's signers (not only the readable files), so skipping never moves a signer.
+        codes = signer_split(np.array([e.signer for e in entries]), split_fractions, seed=split_by_signer)
+        entries = [replace(e, split=int(c)) for e, c in zip(entries, codes, strict=True)]
+        split_rule = f"signer_split fractions={list(split_fractions)} seed={split_by_signer}"
+    provenance = {
+        "source_format": "gislr", "source": str(csv_path), "layout_name": layout.name,
+        "class_order": "class map" if classes is not None else "sorted by name", "split": split_rule,
+        "verify_rows": verify,
+    }
+    return write_entries(out, entries, lambda e: read_gislr_file(e.path, layout, verify=verify), layout=layout,
+                         classes=class_names, provenance=provenance, workers=workers, skip_bad=skip_bad,
+                         overwrite=overwrite, progress=progress)
