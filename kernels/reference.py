@@ -28,6 +28,7 @@ __all__ = [
     "rmsnorm",
     "rope",
     "rope_angles",
+    "rope_inv_freq",
     "rope_attention",
     "swiglu",
     "swiglu_packed",
@@ -117,13 +118,17 @@ def _check_per_batch(name: str, what: str, t: torch.Tensor | None, batch: int) -
         raise ValueError(f"{name}: {what} must be an integer tensor, got {t.dtype}")
 
 
+def rope_inv_freq(head_dim: int, base: float, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """RoPE frequencies base^(−2i/D) for i < D/2, shape (D/2,); the Triton kernel reads these exact values."""
+    return base ** (-torch.arange(head_dim // 2, device=device, dtype=dtype) * 2.0 / head_dim)
+
+
 def rope_angles(
     batch: int, seq_len: int, head_dim: int, offsets: torch.Tensor | None, base: float, device: torch.device,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of the RoPE angles, each (B, 1, T, D) in `dtype`, position = offsets[b] + t."""
-    half = head_dim // 2
-    inv_freq = base ** (-torch.arange(half, device=device, dtype=dtype) * 2.0 / head_dim)  # (D/2,)
+    inv_freq = rope_inv_freq(head_dim, base, device, dtype)  # (D/2,)
     pos = torch.arange(seq_len, device=device, dtype=dtype).expand(batch, seq_len)  # (B, T)
     if offsets is not None:
         pos = pos + offsets.to(device=device, dtype=dtype)[:, None]
