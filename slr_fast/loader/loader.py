@@ -1,0 +1,246 @@
+"""KeypointLoader: a keypoint store plus a BatchProcessor as an iterable of torch batches.
+
+One background thread makes batches ahead of the training loop (see prefetch.py for why it must be exactly one);
+the consumer only dequeues ready tensors. Order, sharding and resume are pure functions of (seed, epoch, position),
+see sampler.py, so a restored loader yields exactly the batches an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from slr_fast.loader.config import LoaderConfig
+from slr_fast.loader.prefetch import PROCESS_LOCK, Prefetcher
+from slr_fast.loader.sampler import batch_slices, block_ids, chunk_aware_order, epoch_order, num_batches, shard_size
+from slr_fast.loader.selection import select
+from slr_fast.loader.sources import ChunkedSource, InMemorySource
+
+STATE_VERSION = 1
+# Processor outputs handed to the consumer; anything else alloc() returns is scratch, kept by the thread.
+BATCH_KEYS = ("x", "mask", "length")
+FALLBACK_CHUNK_FRAMES = 1024
+
+
+def _dist_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None and world_size is not None:
+        return int(rank), int(world_size)
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return (dist.get_rank() if rank is None else int(rank),
+                dist.get_world_size() if world_size is None else int(world_size))
+    return (0 if rank is None else int(rank)), (1 if world_size is None else int(world_size))
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30  # platforms without sysconf: assume a modest workstation
+
+
+def _store_chunk_frames(store) -> int:
+    # The store's frames chunk length is the natural block: a block then costs about one chunk decode.
+    for attr in ("chunk_frames", "frames_chunks"):
+        value = getattr(store, attr, None)
+        if value is not None:
+            return int(value[0] if isinstance(value, (tuple, list)) else value)
+    arr = getattr(store, "frames", None)
+    chunks = getattr(arr, "chunks", None)
+    if chunks:
+        return int(chunks[0])
+    return FALLBACK_CHUNK_FRAMES
+
+
+class KeypointLoader:
+    """Iterable of dict batches: x (B,T,P,C) float32, mask (B,T,P) float32, length (B,) int32, label, index int64."""
+
+    def __init__(self, store, processor, config: LoaderConfig | None = None):
+        if isinstance(store, (str, Path)):
+            from slr_fast.store import KeypointStore
+
+            store = KeypointStore.open(store)
+        self.store = store
+        self.processor = processor
+        self.config = config = config if config is not None else LoaderConfig()
+        self.rank, self.world_size = _dist_defaults(config.rank, config.world_size)
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} / world_size {self.world_size}: need 0 <= rank < world_size")
+
+        sel = select(store, split=config.split, classes=config.classes, signers=config.signers)
+        self.indices = sel.indices  # selected global indices, ascending
+        self.classes = sel.class_names  # names after the subset, in label order
+        self._label_lut = sel.label_lut  # store label -> loader label (-1 = not selected)
+        self._store_labels = np.asarray(store.labels, dtype=np.int64)
+
+        self.in_memory = self._decide_in_memory()
+        self._frames_per_block = config.chunk_frames or _store_chunk_frames(store)
+        self._source = InMemorySource(store) if self.in_memory else ChunkedSource(
+            store, self._frames_per_block, config.readahead)
+        if not self.in_memory:
+            self._blocks = block_ids(store.offsets, self.indices, self._frames_per_block)
+
+        self.pin_memory = torch.cuda.is_available() if config.pin_memory == "auto" else bool(config.pin_memory)
+        self._spec = {k: (tuple(v.shape[1:]), v.dtype) for k, v in processor.alloc(1).items()}
+        missing = [k for k in BATCH_KEYS if k not in self._spec]
+        if missing:
+            raise ValueError(f"processor.alloc() returned no buffer for {missing}; the loader needs {BATCH_KEYS}")
+        self.epoch = 0
+        self.position = 0  # batches of `epoch` already handed to the consumer
+        self._active: Prefetcher | None = None
+        self._closed = False
+
+    # ---- sizes and order ---------------------------------------------------------------------------------------
+    def _decide_in_memory(self) -> bool:
+        if self.config.in_memory != "auto":
+            return bool(self.config.in_memory)
+        layout = self.store.layout
+        need = int(self.store.offsets[-1]) * layout.num_points * layout.num_channels * 4
+        budget = (self.config.memory_budget_gb * (1 << 30) if self.config.memory_budget_gb is not None
+                  else _physical_memory() / 4)
+        return need <= budget
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank sees per epoch (after padding or dropping to equal shards)."""
+        return shard_size(len(self.indices), self.world_size, self.config.pad_to_equal)
+
+    def __len__(self) -> int:
+        return num_batches(self.num_samples, self.config.batch_size, self.config.drop_last)
+
+    def epoch_indices(self, epoch: int | None = None) -> np.ndarray:
+        """This rank's global indices for an epoch, in the order batches are made."""
+        c = self.config
+        epoch = self.epoch if epoch is None else int(epoch)
+        if self.in_memory:
+            return epoch_order(self.indices, seed=c.seed, epoch=epoch, shuffle=c.shuffle, rank=self.rank,
+                               world_size=self.world_size, pad=c.pad_to_equal)
+        return chunk_aware_order(self.indices, self._blocks, seed=c.seed, epoch=epoch, shuffle=c.shuffle,
+                                 window=c.shuffle_window, rank=self.rank, world_size=self.world_size,
+                                 pad=c.pad_to_equal)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch the next iteration yields; a different epoch restarts at its first batch."""
+        if int(epoch) != self.epoch:
+            self._stop_active()
+            self.epoch, self.position = int(epoch), 0
+
+    # ---- resume ------------------------------------------------------------------------------------------------
+    def _essentials(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "batch_size": c.batch_size, "shuffle": c.shuffle, "drop_last": c.drop_last, "seed": c.seed,
+            "world_size": self.world_size, "pad_to_equal": c.pad_to_equal,
+            "mode": "memory" if self.in_memory else f"chunked/{self._frames_per_block}/{c.shuffle_window}",
+            "num_selected": len(self.indices),
+            "selection_crc": zlib.crc32(self.indices.tobytes()),
+            "processor_seed": getattr(self.processor, "seed", None),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """{epoch, position, ...}: enough to continue with exactly the batches an uninterrupted run would yield."""
+        return {"version": STATE_VERSION, "epoch": self.epoch, "position": self.position, **self._essentials()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a saved state; fails naming every setting that differs from the one saved."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"loader state version {state.get('version')!r} not supported (expected {STATE_VERSION})")
+        mine = self._essentials()
+        diff = [f"{k}: saved {state.get(k)!r}, now {v!r}" for k, v in mine.items() if state.get(k) != v]
+        if diff:
+            raise ValueError("loader state does not match this loader (the resumed order would differ): "
+                             + "; ".join(diff))
+        position = int(state["position"])
+        if not 0 <= position <= len(self):
+            raise ValueError(f"loader state position {position} outside 0..{len(self)} batches per epoch")
+        self._stop_active()
+        self.epoch, self.position = int(state["epoch"]), position
+
+    # ---- iteration ---------------------------------------------------------------------------------------------
+    def _alloc(self, n: int, ring: list | None, slot: int) -> dict[str, torch.Tensor]:
+        if ring is not None:
+            return {k: t[:n] for k, t in ring[slot].items()}
+        return {k: torch.empty((n, *shape), dtype=torch.from_numpy(np.empty(0, dtype)).dtype,
+                               pin_memory=self.pin_memory) for k, (shape, dtype) in self._spec.items()}
+
+    def _produce(self, epoch: int, start: int) -> Iterator[dict[str, torch.Tensor]]:
+        c = self.config
+        order = self.epoch_indices(epoch)
+        slices = batch_slices(len(order), c.batch_size, c.drop_last, start)
+        batches = [order[s] for s in slices]
+        ring = None
+        if c.reuse_buffers:
+            # prefetch + 2 slots: the thread starts batch k + prefetch + 2 (slot of batch k) only after the
+            # consumer has taken batch k + 1, so a batch is intact until the next one is requested.
+            ring = [self._alloc(c.batch_size, None, 0) for _ in range(c.prefetch + 2)]
+        # Scratch buffers (anything beyond BATCH_KEYS) are private to this thread and reused.
+        scratch = {k: v for k, v in self.processor.alloc(c.batch_size).items() if k not in BATCH_KEYS}
+        for b, (frames, offsets, rows) in enumerate(self._source.batches(batches)):
+            idx = batches[b]
+            out = self._alloc(len(idx), ring, b % (c.prefetch + 2))
+            views = {k: t.numpy() for k, t in out.items()}
+            views.update({k: v[:len(idx)] for k, v in scratch.items()})
+            with PROCESS_LOCK:
+                self.processor.process(frames, offsets, rows, epoch, views, sample_ids=idx)
+            batch = {k: out[k] for k in BATCH_KEYS}
+            batch["label"] = torch.from_numpy(self._label_lut[self._store_labels[idx]])
+            batch["index"] = torch.from_numpy(idx.astype(np.int64, copy=True))
+            if self.pin_memory:
+                batch["label"], batch["index"] = batch["label"].pin_memory(), batch["index"].pin_memory()
+            yield batch
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self._closed:
+            raise RuntimeError("KeypointLoader is closed")
+        self._stop_active()  # one live iteration per loader: a new `for` restarts from the saved position
+        epoch, start = self.epoch, self.position
+        prefetcher = Prefetcher(lambda: self._produce(epoch, start), self.config.prefetch,
+                                name=f"slr-fast-loader-r{self.rank}")
+        self._active = prefetcher
+        return self._consume(prefetcher)
+
+    def _consume(self, prefetcher: Prefetcher) -> Iterator[dict[str, torch.Tensor]]:
+        try:
+            for batch in prefetcher:
+                self.position += 1  # counted when handed over: a state saved now resumes after this batch
+                yield batch
+            if self._active is prefetcher:
+                self.epoch, self.position = self.epoch + 1, 0
+        finally:
+            prefetcher.close()
+            if self._active is prefetcher:
+                self._active = None
+
+    def _stop_active(self) -> None:
+        if self._active is not None:
+            self._active.close()
+            self._active = None
+
+    def close(self) -> None:
+        """Stop the prefetch thread (if any) and release the decoded store."""
+        self._stop_active()
+        self._closed = True
+        self._source = None
+
+    def __enter__(self) -> KeypointLoader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        active = getattr(self, "_active", None)
+        if active is not None:
+            active.close()
+
+    def __repr__(self) -> str:
+        mode = "in-memory" if self.in_memory else f"chunked({self._frames_per_block} frames/block)"
+        return (f"KeypointLoader({len(self.indices)} samples, {len(self.classes)} classes, batch "
+                f"{self.config.batch_size}, rank {self.rank}/{self.world_size}, {mode}, epoch {self.epoch} "
+                f"position {self.position}/{len(self)})")
