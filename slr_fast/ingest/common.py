@@ -161,7 +161,7 @@ class SourceEntry:
     """One labelled source file: where it is and what it shows."""
 
     path: Path
-    sign: str
+    sign: str | None  # None: the file has no label (reported as a bad file)
     signer: int = -1  # -1 = unknown
     seq_id: str | None = None
     split: int = -1  # -1 none, 0 train, 1 val, 2 test
@@ -192,6 +192,8 @@ def write_entries(out: str | os.PathLike, entries: Sequence[SourceEntry],
     workers = default_workers() if workers is None else max(1, int(workers))
 
     def load(e: SourceEntry) -> np.ndarray:
+        if e.sign is None:
+            raise IngestError(e.path, f"no label: the file is not listed in {provenance.get('source', 'the labels')}")
         if e.sign not in class_id:
             raise IngestError(e.path, f"unknown sign {e.sign!r} (not among the {len(class_id)} classes of the "
                                       f"class map)")
