@@ -33,7 +33,7 @@ from slr_fast.store.schema import (
     SCHEMA_VERSION,
     UNKNOWN_SIGNER,
     StoreError,
-    get_compressors,
+    get_compression,
     split_code,
 )
 
@@ -120,7 +120,7 @@ class StoreWriter:
             raise ValueError(f"duplicate class names: {sorted({c for c in classes if classes.count(c) > 1})[:10]}")
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-        compressors = get_compressors(compression)
+        codecs = get_compression(compression)
         self.layout, self.classes, self._class_ids = layout, classes, {c: i for i, c in enumerate(classes)}
         self.where = describe(path)
         self._url = is_url(path)
@@ -159,7 +159,7 @@ class StoreWriter:
         self._group.attrs[ATTRS_KEY] = self._meta
         p, c = layout.num_points, layout.num_channels
         self._frames = self._group.create_array(
-            "frames", shape=(0, p, c), chunks=(self._chunk, p, c), dtype="float32", compressors=compressors,
+            "frames", shape=(0, p, c), chunks=(self._chunk, p, c), dtype="float32", **codecs,
             fill_value=np.nan)
         self._written = 0  # frames already in the array
         self._pending: list[np.ndarray] = []
@@ -191,6 +191,11 @@ class StoreWriter:
 
     def __len__(self) -> int:
         return len(self._labels)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """The provenance dict written at close; add facts known only at the end (e.g. skipped files) here."""
+        return self._meta["provenance"]
 
     def append(self, frames: np.ndarray, label: int | str, signer: int = UNKNOWN_SIGNER, seq_id: str | None = None,
                split: str | int | None = None) -> int:

@@ -8,7 +8,7 @@ import zarr
 from store_testing import smooth_sequences
 
 from slr_fast.layout import DEFAULT_LAYOUT, get_layout
-from slr_fast.store import SCHEMA_VERSION, KeypointStore, StoreWriter, write_store
+from slr_fast.store import SCHEMA_VERSION, KeypointStore, StoreWriter, compression_presets, write_store
 
 
 def _equal(a: np.ndarray, b: np.ndarray) -> bool:
@@ -102,3 +102,27 @@ def test_get_many_matches_single_reads_and_load(tmp_path):
     assert store.get_many([]) == []
     with pytest.raises(IndexError, match="out of range"):
         store.get_many([120])
+
+
+@pytest.mark.parametrize("compression", list(compression_presets()))
+def test_every_compression_preset_is_lossless(tmp_path, compression):
+    seqs = smooth_sequences(6, max_len=40, seed=11)
+    seqs[0][0, :3] = [[np.float32(1e-38), -0.0], [np.float32(3.4e38), 1.5], [np.nan, 0.25]]  # awkward floats
+    store = write_store(tmp_path / "s.zarr", seqs, [0] * 6, compression=compression, chunk_frames=32)
+    flat = np.concatenate(seqs)
+    got = store.frames_array()
+    assert np.array_equal(got.view(np.uint32), flat.view(np.uint32))  # bit-exact, NaN payloads and -0.0 included
+    assert store.attrs["compression"] == compression
+
+
+def test_unknown_compression_lists_valid(tmp_path):
+    with pytest.raises(ValueError, match="unknown compression 'lzma'; valid: none, none\\+time"):
+        StoreWriter(tmp_path / "s.zarr", classes=["a"], compression="lzma")
+
+
+def test_provenance_can_be_completed_before_close(tmp_path):
+    with StoreWriter(tmp_path / "s.zarr", classes=["a"], provenance={"source_format": "gislr"}, progress=False) as w:
+        w.append(smooth_sequences(1)[0], 0)
+        w.provenance["skipped"] = [["bad.parquet", "no frames"]]
+    prov = KeypointStore.open(tmp_path / "s.zarr").provenance
+    assert prov["skipped"] == [["bad.parquet", "no frames"]] and prov["source_format"] == "gislr"
