@@ -52,6 +52,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels._triton_utils import NAMESPACE, interpreting
+
 __all__ = ["rope_attention"]
 
 _LOG2E = math.log2(math.e)
@@ -403,13 +405,8 @@ def _attn_bwd_dq(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Host side: validation, launch configuration, autograd.
+# Host side: validation, launches, custom ops (torch.compile), autograd.
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _interpreting() -> bool:
-    """Whether Triton runs under its CPU interpreter; read at call time so setting TRITON_INTERPRET late works."""
-    return bool(triton.knobs.runtime.interpret)
 
 
 @functools.cache
@@ -426,15 +423,108 @@ def _kernels(interpret: bool) -> SimpleNamespace:
     return SimpleNamespace(**fns)
 
 
-def _fixed_blocks(interpret: bool) -> dict:
-    """Launch kwargs for the autotuned kernels: explicit small blocks only under the interpreter."""
-    return {"BLOCK_M": _INTERPRET_BLOCK, "BLOCK_N": _INTERPRET_BLOCK} if interpret else {}
-
-
 @functools.lru_cache(maxsize=64)
 def _inv_freq(head_dim: int, base: float, device: torch.device) -> torch.Tensor:
-    """RoPE inverse frequencies base^(-2e/D), computed exactly as the reference does (fp32)."""
-    return 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
+    """RoPE inverse frequencies base^(-2e/D) in fp32, with the reference's exact formula (same rounding)."""
+    return base ** (-torch.arange(head_dim // 2, device=device, dtype=torch.float32) * 2.0 / head_dim)
+
+
+def _launch_args(q: torch.Tensor, window: int | None) -> tuple[dict, int, bool]:
+    """Constexpr tile sizes and precision for this call, plus the effective window and whether it masks anything."""
+    D, T = q.shape[-1], q.shape[-2]
+    has_window = window is not None and window < T - 1  # a window of T - 1 or more hides nothing
+    meta = {"HEAD_DIM": D, "BLOCK_HALF": max(16, triton.next_power_of_2(D // 2)),
+            "BLOCK_D": max(16, triton.next_power_of_2(D)), "HAS_WINDOW": has_window,
+            # fp32 dots follow torch's TF32 setting for matmuls; fp16/bf16 dots ignore it.
+            "DOT_PRECISION": "tf32" if q.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"}
+    if interpreting():  # explicit small tiles: the interpreter pays per program instance and cannot autotune
+        meta.update(BLOCK_M=_INTERPRET_BLOCK, BLOCK_N=_INTERPRET_BLOCK)
+    return meta, (window if has_window else 0), has_window
+
+
+def _forward_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, offsets: torch.Tensor,
+                  window: int | None, base: float, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch the forward kernel; returns the output (B, H, T, D) and the base-2 log-sum-exp (B·H, T) fp32."""
+    B, H, T, D = q.shape
+    o = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
+    lse = torch.empty((B * H, T), dtype=torch.float32, device=q.device)
+    meta, w, _ = _launch_args(q, window)
+    grid = lambda cfg: (triton.cdiv(T, cfg["BLOCK_M"]), B * H)
+    _kernels(interpreting()).fwd[grid](
+        q, k, v, o, lse, lengths, offsets, _inv_freq(D, base, q.device),
+        *q.stride(), *k.stride(), *v.stride(), *o.stride(), H, T, w, scale * _LOG2E, **meta)
+    return o, lse
+
+
+def _backward_impl(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor,
+                   lse: torch.Tensor, lengths: torch.Tensor, offsets: torch.Tensor, window: int | None, base: float,
+                   scale: float, need_q: bool, need_kv: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Launch delta, dK/dV and dQ kernels; a gradient that is not needed comes back as an empty tensor."""
+    B, H, T, D = q.shape
+    kern = _kernels(interpreting())
+    meta, w, _ = _launch_args(q, window)
+    inv_freq = _inv_freq(D, base, q.device)
+    delta = torch.empty((B * H, T), dtype=torch.float32, device=q.device)
+    delta_block = meta.get("BLOCK_M", 64)
+    kern.delta[(triton.cdiv(T, delta_block), B * H)](
+        o, do, delta, *o.stride(), *do.stride(), H, T, HEAD_DIM=D, BLOCK_D=meta["BLOCK_D"], BLOCK_M=delta_block)
+    strides = (*q.stride(), *k.stride(), *v.stride(), *do.stride())
+    scalars = (H, T, w, scale, scale * _LOG2E)
+    dq, dk, dv = q.new_empty(0), k.new_empty(0), v.new_empty(0)
+    if need_kv:
+        dk = torch.empty((B, H, T, D), dtype=k.dtype, device=k.device)
+        dv = torch.empty((B, H, T, D), dtype=v.dtype, device=v.device)
+        grid = lambda cfg: (triton.cdiv(T, cfg["BLOCK_N"]), B * H)
+        kern.dkdv[grid](q, k, v, do, lse, delta, dk, dv, lengths, offsets, inv_freq, *strides,
+                        *dk.stride(), *dv.stride(), *scalars, **meta)
+    if need_q:
+        dq = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
+        grid = lambda cfg: (triton.cdiv(T, cfg["BLOCK_M"]), B * H)
+        kern.dq[grid](q, k, v, do, lse, delta, dq, lengths, offsets, inv_freq, *strides, *dq.stride(),
+                      *scalars, **meta)
+    return dq, dk, dv
+
+
+# Under torch.compile the launches are opaque custom ops with shape-only fake implementations (no graph break).
+_forward_op = torch.library.custom_op(f"{NAMESPACE}::rope_attention_fwd", _forward_impl, mutates_args=())
+_backward_op = torch.library.custom_op(f"{NAMESPACE}::rope_attention_bwd", _backward_impl, mutates_args=())
+
+
+@_forward_op.register_fake
+def _(q, k, v, lengths, offsets, window, base, scale):
+    B, H, T, D = q.shape
+    return q.new_empty((B, H, T, D)), q.new_empty((B * H, T), dtype=torch.float32)
+
+
+@_backward_op.register_fake
+def _(do, q, k, v, o, lse, lengths, offsets, window, base, scale, need_q, need_kv):
+    shape = tuple(q.shape)
+    return q.new_empty(shape if need_q else 0), k.new_empty(shape if need_kv else 0), \
+        v.new_empty(shape if need_kv else 0)
+
+
+class _RopeAttention(torch.autograd.Function):
+    """Autograd wrapper: forward saves the base-2 log-sum-exp, backward recomputes P tile by tile."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, lengths, offsets, window, base, scale):
+        fwd = _forward_op if torch.compiler.is_compiling() else _forward_impl
+        o, lse = fwd(q, k, v, lengths, offsets, window, base, scale)
+        ctx.save_for_backward(q, k, v, o, lse, lengths, offsets)
+        ctx.window, ctx.base, ctx.scale = window, base, scale
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, o, lse, lengths, offsets = ctx.saved_tensors
+        need_q = ctx.needs_input_grad[0]
+        need_kv = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        if not (need_q or need_kv):
+            return (None,) * 8
+        bwd = _backward_op if torch.compiler.is_compiling() else _backward_impl
+        dq, dk, dv = bwd(do, q, k, v, o, lse, lengths, offsets, ctx.window, ctx.base, ctx.scale, need_q, need_kv)
+        return (dq if need_q else None, dk if ctx.needs_input_grad[1] else None,
+                dv if ctx.needs_input_grad[2] else None, None, None, None, None, None)
 
 
 def _per_sequence(value: torch.Tensor | None, name: str, batch: int, default: int,
@@ -456,8 +546,8 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int
     """Raise a clear error for anything the kernels cannot compute correctly."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4:
-            raise ValueError(f"rope_attention: {name} must be a 4-D (B, H, T, D) tensor, got "
-                             f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"rope_attention: {name} must be a 4-D (B, H, T, D) tensor, got {got}")
     if not (q.shape == k.shape == v.shape):
         raise ValueError(f"rope_attention: q, k, v must have the same (B, H, T, D) shape, got "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
@@ -472,7 +562,7 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int
                          f"pairs dims e and e + D/2), got {head_dim}")
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
         raise ValueError(f"rope_attention: window must be None or an int >= 0, got {window!r}")
-    if not (isinstance(base, (int, float)) and math.isfinite(base) and base > 0):
+    if isinstance(base, bool) or not (isinstance(base, (int, float)) and math.isfinite(base) and base > 0):
         raise ValueError(f"rope_attention: base must be a positive finite number, got {base!r}")
     if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale)):
         raise ValueError(f"rope_attention: scale must be None or a finite number, got {scale!r}")
@@ -481,80 +571,9 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int
         if major < 7:
             raise RuntimeError(f"rope_attention: Triton needs compute capability >= 7.0, {q.device} has "
                                f"{major}.{minor}; use the torch or native attention backend")
-    elif not _interpreting():
+    elif not interpreting():
         raise RuntimeError(f"rope_attention: Triton kernels need CUDA tensors (got {q.device}); set "
                            "TRITON_INTERPRET=1 to run them on the CPU interpreter, or use the torch backend")
-
-
-def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
-    """(B, H, T, D) strides in elements, passed to the kernels so strided views need no copy."""
-    return tuple(t.stride())
-
-
-def _block_sizes(head_dim: int) -> dict:
-    """Power-of-two tile widths for the head dim (whole and half), at least 16 for tl.dot."""
-    return {"HEAD_DIM": head_dim, "BLOCK_HALF": max(16, triton.next_power_of_2(head_dim // 2)),
-            "BLOCK_D": max(16, triton.next_power_of_2(head_dim))}
-
-
-def _dot_precision(dtype: torch.dtype) -> str:
-    """fp32 dots follow torch's TF32 setting for matmuls; fp16/bf16 dots ignore it."""
-    return "tf32" if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
-
-
-class _RopeAttention(torch.autograd.Function):
-    """Autograd wrapper: forward saves the base-2 log-sum-exp, backward recomputes P tile by tile."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, lengths, offsets, inv_freq, window, scale):
-        B, H, T, D = q.shape
-        interpret = _interpreting()
-        kern = _kernels(interpret)
-        o = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
-        lse = torch.empty((B * H, T), dtype=torch.float32, device=q.device)
-        has_window = window is not None and window < T - 1  # a window of T - 1 or more hides nothing
-        grid = lambda meta: (triton.cdiv(T, meta["BLOCK_M"]), B * H)
-        kern.fwd[grid](q, k, v, o, lse, lengths, offsets, inv_freq, *_strides(q), *_strides(k), *_strides(v),
-                       *_strides(o), H, T, window if has_window else 0, scale * _LOG2E, **_block_sizes(D),
-                       HAS_WINDOW=has_window, DOT_PRECISION=_dot_precision(q.dtype), **_fixed_blocks(interpret))
-        ctx.save_for_backward(q, k, v, o, lse, lengths, offsets, inv_freq)
-        ctx.has_window = has_window
-        ctx.window = window if has_window else 0
-        ctx.scale = scale
-        return o
-
-    @staticmethod
-    def backward(ctx, do):
-        q, k, v, o, lse, lengths, offsets, inv_freq = ctx.saved_tensors
-        B, H, T, D = q.shape
-        need_q, need_k, need_v = ctx.needs_input_grad[:3]
-        dq = dk = dv = None
-        if not (need_q or need_k or need_v):
-            return None, None, None, None, None, None, None, None
-        interpret = _interpreting()
-        kern = _kernels(interpret)
-        blocks = _block_sizes(D)
-        delta = torch.empty((B * H, T), dtype=torch.float32, device=q.device)
-        delta_block = _INTERPRET_BLOCK if interpret else 64
-        kern.delta[(triton.cdiv(T, delta_block), B * H)](
-            o, do, delta, *_strides(o), *_strides(do), H, T,
-            HEAD_DIM=D, BLOCK_D=blocks["BLOCK_D"], BLOCK_M=delta_block)
-        common = dict(**blocks, HAS_WINDOW=ctx.has_window, DOT_PRECISION=_dot_precision(q.dtype),
-                      **_fixed_blocks(interpret))
-        scalars = (H, T, ctx.window, ctx.scale, ctx.scale * _LOG2E)
-        inputs = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
-        if need_k or need_v:
-            dk = torch.empty((B, H, T, D), dtype=k.dtype, device=k.device)
-            dv = torch.empty((B, H, T, D), dtype=v.dtype, device=v.device)
-            grid = lambda meta: (triton.cdiv(T, meta["BLOCK_N"]), B * H)
-            kern.dkdv[grid](q, k, v, do, lse, delta, dk, dv, lengths, offsets, inv_freq, *inputs,
-                            *_strides(dk), *_strides(dv), *scalars, **common)
-        if need_q:
-            dq = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
-            grid = lambda meta: (triton.cdiv(T, meta["BLOCK_M"]), B * H)
-            kern.dq[grid](q, k, v, do, lse, delta, dq, lengths, offsets, inv_freq, *inputs, *_strides(dq),
-                          *scalars, **common)
-        return dq, (dk if need_k else None), (dv if need_v else None), None, None, None, None, None
 
 
 def rope_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor | None = None,
@@ -566,8 +585,8 @@ def rope_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: t
     lengths = _per_sequence(lengths, "lengths", B, T, q.device)
     offsets = _per_sequence(offsets, "offsets", B, 0, q.device)
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
-    if T == 0 or B * H == 0:
-        return q.new_zeros((B, H, T, D)) + (q.sum() + k.sum() + v.sum()) * 0  # keep the autograd graph connected
+    if T == 0 or B * H == 0:  # nothing to launch; keep the result attached to the inputs' graph
+        return q * 0.0
     guard = torch.cuda.device(q.device) if q.device.type == "cuda" else contextlib.nullcontext()
     with guard:
-        return _RopeAttention.apply(q, k, v, lengths, offsets, _inv_freq(D, float(base), q.device), window, scale)
+        return _RopeAttention.apply(q, k, v, lengths, offsets, window, float(base), scale)
