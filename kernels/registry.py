@@ -21,6 +21,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -185,20 +186,23 @@ def _first_tensor(args: tuple) -> torch.Tensor:
 def _load_triton(op: str) -> Callable:
     module, name = _TRITON_ENTRIES[op]
     try:
-        return getattr(importlib.import_module(module), name)
+        # sys.modules first: a traced (torch.compile) call cannot run an import, but it can read a loaded module.
+        return getattr(sys.modules.get(module) or importlib.import_module(module), name)
     except ImportError as err:
         raise KernelUnavailableError(f"kernel op {op!r}: backend 'triton' could not be imported: {err}") from err
 
 
 def _triton_op(op: str) -> Callable:
-    """Triton entry that checks at call time that the input's device can run it, then imports and calls it."""
+    """The Triton entry, imported now, wrapped to check on each eager call that the input's device can run it."""
+    fn = _load_triton(op)
 
+    @functools.wraps(fn)
     def call(*args, **kwargs):
-        _require_triton(op, _first_tensor(args).device)
-        return _load_triton(op)(*args, **kwargs)
+        # Traced calls skip the check: dynamo cannot trace it, and KernelConfig.resolve has already made it.
+        if not torch.compiler.is_compiling():
+            _require_triton(op, _first_tensor(args).device)
+        return fn(*args, **kwargs)
 
-    call.__name__ = f"{op}_triton"
-    call.__doc__ = f"Triton {op} (kernels/{_TRITON_ENTRIES[op][0].split('.')[-1]}.py)."
     return call
 
 

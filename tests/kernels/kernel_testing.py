@@ -27,3 +27,20 @@ def device_dtype_params(bf16_on_cpu: bool = True) -> list:
                 continue
             params.append(pytest.param(device, dtype, id=f"{device}-{str(dtype).removeprefix('torch.')}"))
     return params
+
+
+def leaf(t: torch.Tensor) -> torch.Tensor:
+    """A detached copy of `t` (same strides) that requires grad, so each backend gets its own gradient."""
+    out = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
+    out.copy_(t)
+    return out.requires_grad_(t.is_floating_point())
+
+
+def forward_backward(fn, inputs: list, grad_outputs: list[torch.Tensor]) -> tuple[list, list]:
+    """Run `fn(*inputs)` on fresh leaves and backprop `grad_outputs`; returns (outputs, input grads)."""
+    leaves = [leaf(t) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in inputs]
+    outs = fn(*leaves)
+    outs = list(outs) if isinstance(outs, tuple) else [outs]
+    tensors = [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad]
+    grads = torch.autograd.grad(outs, tensors, grad_outputs)
+    return [o.detach() for o in outs], list(grads)
