@@ -202,17 +202,18 @@ def read_pose_labels(csv_path: str | os.PathLike) -> tuple[list[SourceEntry], li
 
 def _match_files(files: list[str | os.PathLike], entries: list[SourceEntry], csv_path: Path) -> list[SourceEntry]:
     """The labelled entry of every given file (directories expand to their *.pose files, sorted)."""
-    paths: list[Path] = []
+    paths: dict[str, Path] = {}  # a file named twice (itself and via its folder) is ingested once, first place
     for f in files:
         f = Path(f)
-        paths += sorted(f.rglob("*.pose")) if f.is_dir() else [f]
+        for p in sorted(f.rglob("*.pose")) if f.is_dir() else [f]:
+            paths.setdefault(os.path.normpath(p.absolute()), p)
     by_path = {os.path.normpath(e.path): e for e in entries}
     by_name: dict[str, list[SourceEntry]] = {}
     for e in entries:
         by_name.setdefault(e.path.name, []).append(e)
     out = []
-    for p in paths:
-        e = by_path.get(os.path.normpath(p.absolute()))
+    for key, p in paths.items():
+        e = by_path.get(key)
         if e is None and len(by_name.get(p.name, [])) == 1:  # labels listed by file name only
             e = by_name[p.name][0]
         if e is None:

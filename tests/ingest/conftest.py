@@ -44,9 +44,11 @@ def permute_frames(table: pa.Table, order: np.ndarray) -> pa.Table:
 
 
 def write_pose(path: Path, data: np.ndarray, *, components: list[tuple[str, list[str]]], width: int = 640,
-               height: int = 480, confidence: np.ndarray | None = None, mask: np.ndarray | None = None,
-               fmt: str = "XYZC") -> Path:
-    """A .pose file with the given components (name, point names) and (frames, people, points, dims) data."""
+               height: int = 480, confidence: np.ndarray | None = None, fmt: str = "XYZC") -> Path:
+    """A .pose file with the given components (name, point names) and (frames, people, points, dims) data.
+
+    pose-format stores no mask: a point is undetected when its confidence is 0 (masked again on reading).
+    """
     from pose_format import Pose
     from pose_format.numpy.pose_body import NumPyPoseBody
     from pose_format.pose_header import PoseHeader, PoseHeaderComponent, PoseHeaderDimensions
@@ -55,8 +57,8 @@ def write_pose(path: Path, data: np.ndarray, *, components: list[tuple[str, list
     header = PoseHeader(0.1, PoseHeaderDimensions(width=width, height=height, depth=0), comps)
     if confidence is None:
         confidence = np.ones(data.shape[:3], np.float32)
-    masked = np.ma.masked_array(data.astype(np.float32), mask=np.zeros(data.shape, bool) if mask is None else mask)
-    body = NumPyPoseBody(fps=25, data=masked, confidence=confidence.astype(np.float32))
+    body = NumPyPoseBody(fps=25, data=np.ma.masked_array(data.astype(np.float32)),
+                         confidence=confidence.astype(np.float32))
     buf = io.BytesIO()
     Pose(header, body).write(buf)
     path.write_bytes(buf.getvalue())
