@@ -1,0 +1,276 @@
+"""Numba versions of the augmentation ops, per sample, in place or into caller-provided buffers.
+
+Inlined into the batch kernel of `slr_fast.engine`; each equals its NumPy twin in `reference.py` and uses the same
+draws (see that module's docstring for the stream layout). No fastmath: NaN marks missing points and must survive.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from slr_fast.augment.rng import normal, stream_key, uniform
+
+_DEG = math.pi / 180.0
+
+
+@nb.njit(cache=True)
+def interp_position(pos, L, s):
+    """pos[:L] linearly interpolated at fractional index s."""
+    i0 = min(int(math.floor(s)), L - 1)
+    if i0 >= L - 1:
+        return pos[L - 1]
+    t = s - i0
+    return (1.0 - t) * pos[i0] + t * pos[i0 + 1]
+
+
+# ------------------------------------------------------------------------------------------------ temporal ops
+@nb.njit(cache=True)
+def temporal_crop(pos, L, out, prm, k0):
+    """out[:M] = a random window of pos[:L]; returns M."""
+    frac = prm[0] + uniform(k0, 1) * (1.0 - prm[0])
+    M = min(max(1, int(math.floor(frac * L + 0.5))), L)
+    start = min(int(math.floor(uniform(k0, 2) * (L - M + 1))), L - M)
+    for j in range(M):
+        out[j] = pos[start + j]
+    return M
+
+
+@nb.njit(cache=True)
+def time_warp(pos, L, out, prm, k0):
+    """out[:M] = pos[:L] replayed at a random constant speed; returns M."""
+    if L < 2:
+        out[0] = pos[0]
+        return L
+    lo, hi = math.log(prm[0]), math.log(prm[1])
+    speed = math.exp(lo + uniform(k0, 1) * (hi - lo))
+    M = max(1, int(math.floor((L - 1) / speed + 0.5)) + 1)
+    if M == 1:
+        out[0] = pos[0]
+        return 1
+    step = (L - 1) / (M - 1)
+    for j in range(M):
+        out[j] = interp_position(pos, L, j * step)
+    return M
+
+
+@nb.njit(cache=True)
+def speed_change(pos, L, out, prm, k0):
+    """out[:L] = pos[:L] under a random monotone piecewise-linear warp; returns L."""
+    if L < 3:
+        for j in range(L):
+            out[j] = pos[j]
+        return L
+    K = min(int(prm[1]), L - 1)
+    val = np.empty(K + 1)
+    val[0] = 0.0
+    for k in range(K):
+        val[k + 1] = val[k] + math.exp(prm[0] * (2.0 * uniform(k0, k + 1) - 1.0))
+    total = val[K]
+    for k in range(K + 1):
+        val[k] = val[k] / total * (L - 1)
+    for j in range(L):
+        u = j * K / (L - 1)
+        seg = min(int(math.floor(u)), K - 1)
+        t = u - seg
+        out[j] = interp_position(pos, L, (1.0 - t) * val[seg] + t * val[seg + 1])
+    return L
+
+
+# ------------------------------------------------------------------------------------------------- spatial ops
+@nb.njit(cache=True)
+def _about(w, m, centre, mat):
+    """w[:m] = centre + mat @ (v - centre) per point (z = 0 when C == 2)."""
+    P, C = w.shape[1], w.shape[2]
+    d = np.empty(3)
+    for j in range(m):
+        for p in range(P):
+            for c in range(C):
+                d[c] = np.float64(w[j, p, c]) - centre[c]
+            for r in range(C):
+                acc = mat[r, 0] * d[0] + mat[r, 1] * d[1]
+                if C == 3:
+                    acc = acc + mat[r, 2] * d[2]
+                w[j, p, r] = np.float32(acc + centre[r])
+
+
+@nb.njit(cache=True)
+def scale(w, m, prm, k0, centre):
+    """Random (an)isotropic scale about centre."""
+    lo, hi = math.log(prm[0]), math.log(prm[1])
+    s = math.exp(lo + uniform(k0, 1) * (hi - lo))
+    r = math.exp(prm[2] * (2.0 * uniform(k0, 2) - 1.0))
+    mat = np.zeros((3, 3))
+    mat[0, 0], mat[1, 1], mat[2, 2] = s * r, s / r, s
+    _about(w, m, centre, mat)
+
+
+@nb.njit(cache=True)
+def rotate(w, m, prm, k0, centre):
+    """Random 3D rotation about centre, orthographic projection when there is no z."""
+    roll = (2.0 * uniform(k0, 1) - 1.0) * prm[0] * _DEG
+    yaw = (2.0 * uniform(k0, 2) - 1.0) * prm[1] * _DEG
+    pitch = (2.0 * uniform(k0, 3) - 1.0) * prm[2] * _DEG
+    cr, sr, cy, sy = math.cos(roll), math.sin(roll), math.cos(yaw), math.sin(yaw)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    mat = np.empty((3, 3))
+    mat[0, 0], mat[0, 1], mat[0, 2] = cr * cy, cr * sy * sp - sr * cp, cr * sy * cp + sr * sp
+    mat[1, 0], mat[1, 1], mat[1, 2] = sr * cy, sr * sy * sp + cr * cp, sr * sy * cp - cr * sp
+    mat[2, 0], mat[2, 1], mat[2, 2] = -sy, cy * sp, cy * cp
+    _about(w, m, centre, mat)
+
+
+@nb.njit(cache=True)
+def mirror(w, m, centre, mirror_idx, tmp):
+    """Left/right mirror in place; tmp is (P, C) float32 scratch."""
+    P, C = w.shape[1], w.shape[2]
+    for j in range(m):
+        for p in range(P):
+            q = mirror_idx[p]
+            tmp[p, 0] = np.float32(2.0 * centre[0] - np.float64(w[j, q, 0]))
+            for c in range(1, C):
+                tmp[p, c] = w[j, q, c]
+        for p in range(P):
+            for c in range(C):
+                w[j, p, c] = tmp[p, c]
+
+
+@nb.njit(cache=True)
+def part_distort(w, m, prm, k0, part_bounds):
+    """Per-part random similarity transform about each part's centroid."""
+    for k in range(part_bounds.shape[0] - 1):
+        lo, hi = part_bounds[k], part_bounds[k + 1]
+        s = math.exp(prm[0] * (2.0 * uniform(k0, 1 + 4 * k) - 1.0))
+        th = (2.0 * uniform(k0, 2 + 4 * k) - 1.0) * prm[1] * _DEG
+        dx = (2.0 * uniform(k0, 3 + 4 * k) - 1.0) * prm[2]
+        dy = (2.0 * uniform(k0, 4 + 4 * k) - 1.0) * prm[2]
+        cx, cy, cnt = 0.0, 0.0, 0
+        for j in range(m):
+            for p in range(lo, hi):
+                if math.isfinite(w[j, p, 0]):
+                    cx += w[j, p, 0]
+                    cy += w[j, p, 1]
+                    cnt += 1
+        if cnt == 0:
+            continue
+        cx, cy = cx / cnt, cy / cnt
+        a, b = s * math.cos(th), s * math.sin(th)
+        for j in range(m):
+            for p in range(lo, hi):
+                ddx, ddy = np.float64(w[j, p, 0]) - cx, np.float64(w[j, p, 1]) - cy
+                w[j, p, 0] = np.float32(cx + (a * ddx - b * ddy) + dx)
+                w[j, p, 1] = np.float32(cy + (b * ddx + a * ddy) + dy)
+
+
+@nb.njit(cache=True)
+def noise(w, m, prm, k1):
+    """Gaussian noise of std prm[0] on every coordinate (NaN stays NaN)."""
+    P, C = w.shape[1], w.shape[2]
+    std = prm[0]
+    for j in range(m):
+        for p in range(P):
+            base = (j * P + p) * C
+            for c in range(C):
+                w[j, p, c] = np.float32(np.float64(w[j, p, c]) + std * normal(k1, base + c))
+
+
+@nb.njit(cache=True)
+def dropout(w, m, prm, k1, k2, part_ids, nparts):
+    """Points missing with prob prm[0], whole parts of a frame with prob prm[1]."""
+    P, C = w.shape[1], w.shape[2]
+    rate, part_rate = prm[0], prm[1]
+    for j in range(m):
+        for p in range(P):
+            drop = uniform(k1, j * P + p) < rate
+            if not drop and part_rate > 0.0:
+                drop = uniform(k2, j * nparts + part_ids[p]) < part_rate
+            if drop:
+                for c in range(C):
+                    w[j, p, c] = np.nan
+
+
+@nb.njit(cache=True)
+def _start_run(left, u_start, u_len, rate, max_len):
+    """New run length at a frame (see reference._runs); returns remaining frames including this one."""
+    if left == 0 and u_start < rate:
+        left = min(1 + int(math.floor(u_len * max_len)), max_len)
+    return left
+
+
+@nb.njit(cache=True)
+def detector_noise(w, m, prm, seed, epoch, sid, opid, part_bounds, hand_parts, partner):
+    """Correlated jitter, then hand-swap runs, then missed-hand bursts (see ops.DetectorNoise)."""
+    P, C = w.shape[1], w.shape[2]
+    sigma, rho, miss_rate, miss_len = prm[0], prm[1], prm[2], int(prm[3])
+    swap_rate, swap_len = prm[4], int(prm[5])
+    k1 = stream_key(seed, epoch, sid, opid, 1)
+    innov = math.sqrt(1.0 - rho * rho) * sigma
+    e = np.zeros((P, C))
+    for j in range(m):
+        for p in range(P):
+            base = (j * P + p) * C
+            for c in range(C):
+                z = normal(k1, base + c)
+                e[p, c] = z * sigma if j == 0 else rho * e[p, c] + innov * z
+                w[j, p, c] = np.float32(np.float64(w[j, p, c]) + e[p, c])
+    k4 = stream_key(seed, epoch, sid, opid, 4)
+    k5 = stream_key(seed, epoch, sid, opid, 5)
+    left = 0
+    for j in range(m):
+        left = _start_run(left, uniform(k4, j), uniform(k5, j), swap_rate, swap_len)
+        if left > 0:
+            left -= 1
+            for p in range(P):
+                q = partner[p]
+                if q > p:
+                    for c in range(C):
+                        w[j, p, c], w[j, q, c] = w[j, q, c], w[j, p, c]
+    nh = hand_parts.shape[0]
+    if nh == 0:
+        return
+    k2 = stream_key(seed, epoch, sid, opid, 2)
+    k3 = stream_key(seed, epoch, sid, opid, 3)
+    for hi in range(nh):
+        h = hand_parts[hi]
+        left = 0
+        for j in range(m):
+            left = _start_run(left, uniform(k2, j * nh + hi), uniform(k3, j * nh + hi), miss_rate, miss_len)
+            if left > 0:
+                left -= 1
+                for p in range(part_bounds[h], part_bounds[h + 1]):
+                    for c in range(C):
+                        w[j, p, c] = np.nan
+
+
+@nb.njit(cache=True)
+def apply_temporal(code, pos, L, out, prm, k0):
+    """Dispatch a temporal op by code (ops.py): out[:M] from pos[:L]; returns M."""
+    if code == 0:
+        return temporal_crop(pos, L, out, prm, k0)
+    if code == 1:
+        return time_warp(pos, L, out, prm, k0)
+    return speed_change(pos, L, out, prm, k0)
+
+
+@nb.njit(cache=True)
+def apply_spatial(code, w, m, prm, seed, epoch, sid, opid, centre, part_bounds, part_ids, hand_parts, mirror_idx,
+                  partner, tmp):
+    """Dispatch a spatial op by code (ops.py) on w[:m] in place."""
+    k0 = stream_key(seed, epoch, sid, opid, 0)
+    if code == 3:
+        scale(w, m, prm, k0, centre)
+    elif code == 4:
+        rotate(w, m, prm, k0, centre)
+    elif code == 5:
+        mirror(w, m, centre, mirror_idx, tmp)
+    elif code == 6:
+        part_distort(w, m, prm, k0, part_bounds)
+    elif code == 7:
+        noise(w, m, prm, stream_key(seed, epoch, sid, opid, 1))
+    elif code == 8:
+        dropout(w, m, prm, stream_key(seed, epoch, sid, opid, 1), stream_key(seed, epoch, sid, opid, 2), part_ids,
+                part_bounds.shape[0] - 1)
+    elif code == 9:
+        detector_noise(w, m, prm, seed, epoch, sid, opid, part_bounds, hand_parts, partner)

@@ -1,0 +1,19 @@
+"""Preprocessing: raw variable-length keypoint sequences to fixed (T, P, C) samples plus a presence mask.
+
+`PreprocessConfig` holds the options; `reference` is the plain NumPy truth per sample; `compiled` the Numba steps
+that `slr_fast.engine.BatchProcessor` runs for a whole batch in one call.
+"""
+
+from slr_fast.preprocess.config import (
+    FLAG_EMPTY,
+    FLAG_NO_HAND,
+    FLAG_NO_POINTS,
+    MASK_LEVELS,
+    MASK_MODES,
+    NORMALIZE_MODES,
+    RESAMPLE_MODES,
+    PreprocessConfig,
+)
+
+__all__ = ["PreprocessConfig", "FLAG_EMPTY", "FLAG_NO_HAND", "FLAG_NO_POINTS", "NORMALIZE_MODES", "RESAMPLE_MODES",
+           "MASK_MODES", "MASK_LEVELS"]
