@@ -30,11 +30,13 @@ class LoaderConfig:
     # read, then every batch is pure compute); False: stream by chunk with the chunk-aware shuffle.
     in_memory: Literal["auto"] | bool = "auto"
     memory_budget_gb: float | None = None  # None: a quarter of physical RAM (each DDP rank holds its own copy)
-    # Streaming mode. A block is the selected samples starting in one storage chunk of the frames array;
-    # shuffle_window blocks are shuffled together, so larger windows mix better but hold more chunks in memory.
-    chunk_frames: int | None = None  # frames per block; None: the store's own chunk length along the frame axis
-    shuffle_window: int = 64  # blocks shuffled together (~0.7 MB decoded per 1024-frame block at P=87, C=2)
-    readahead: int = 16  # blocks read ahead by the I/O thread beyond those the next batch needs
+    # Streaming mode. A block is the selected samples starting in one run of `block_frames` frames on disk; blocks
+    # are read whole and `shuffle_window` blocks are shuffled together, so larger blocks read faster (a Zarr read
+    # call costs milliseconds of overhead on top of decoding) and larger windows mix better, both at more memory:
+    # about block_frames x shuffle_window x P x C x 4 bytes (8 x 8192 frames of 87x2 points: ~45 MB).
+    block_frames: int | None = None  # None: 8 storage chunks of the store's frames array
+    shuffle_window: int = 8  # blocks shuffled together
+    readahead: int = 2  # blocks read ahead by the I/O thread beyond those the next batch needs
     prefetch: int = 4  # batches made ahead of the consumer by the background thread
     pin_memory: Literal["auto"] | bool = "auto"  # "auto": page-locked batches when CUDA is available
     # False: every batch is freshly allocated and owned by the consumer (safe to keep, safe for non_blocking copies
@@ -55,8 +57,8 @@ class LoaderConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "readahead" else 1):
                 raise ValueError(f"{name} must be an integer >= {0 if name == 'readahead' else 1}, got {value!r}")
-        if self.chunk_frames is not None and (not isinstance(self.chunk_frames, int) or self.chunk_frames < 1):
-            raise ValueError(f"chunk_frames must be a positive integer or None, got {self.chunk_frames!r}")
+        if self.block_frames is not None and (not isinstance(self.block_frames, int) or self.block_frames < 1):
+            raise ValueError(f"block_frames must be a positive integer or None, got {self.block_frames!r}")
         if self.memory_budget_gb is not None and not self.memory_budget_gb > 0:
             raise ValueError(f"memory_budget_gb must be positive or None, got {self.memory_budget_gb!r}")
         if isinstance(self.classes, (str, int)):

@@ -23,9 +23,11 @@ from slr_fast.loader.selection import select
 from slr_fast.loader.sources import ChunkedSource, InMemorySource
 
 STATE_VERSION = 1
-# Processor outputs handed to the consumer; anything else alloc() returns is scratch, kept by the thread.
+# Processor outputs every batch has (the contract); other per-sample buffers alloc() offers (BatchProcessor's
+# `flags`) are passed through as well.
 BATCH_KEYS = ("x", "mask", "length")
 FALLBACK_CHUNK_FRAMES = 1024
+CHUNKS_PER_BLOCK = 8  # per-read overhead of Zarr is ~ms: blocks must span several chunks to stream fast
 
 
 def _dist_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -46,16 +48,9 @@ def _physical_memory() -> int:
 
 
 def _store_chunk_frames(store) -> int:
-    # The store's frames chunk length is the natural block: a block then costs about one chunk decode.
-    for attr in ("chunk_frames", "frames_chunks"):
-        value = getattr(store, attr, None)
-        if value is not None:
-            return int(value[0] if isinstance(value, (tuple, list)) else value)
-    arr = getattr(store, "frames", None)
-    chunks = getattr(arr, "chunks", None)
-    if chunks:
-        return int(chunks[0])
-    return FALLBACK_CHUNK_FRAMES
+    # Blocks are whole storage chunks so no chunk is decoded twice per epoch; a loaded store has no chunks.
+    value = getattr(store, "chunk_frames", None)
+    return int(value) if value else FALLBACK_CHUNK_FRAMES
 
 
 class KeypointLoader:
@@ -80,14 +75,14 @@ class KeypointLoader:
         self._store_labels = np.asarray(store.labels, dtype=np.int64)
 
         self.in_memory = self._decide_in_memory()
-        self._frames_per_block = config.chunk_frames or _store_chunk_frames(store)
+        self._frames_per_block = config.block_frames or CHUNKS_PER_BLOCK * _store_chunk_frames(store)
         self._source = InMemorySource(store) if self.in_memory else ChunkedSource(
             store, self._frames_per_block, config.readahead)
         if not self.in_memory:
             self._blocks = block_ids(store.offsets, self.indices, self._frames_per_block)
 
         self.pin_memory = torch.cuda.is_available() if config.pin_memory == "auto" else bool(config.pin_memory)
-        self._spec = {k: (tuple(v.shape[1:]), v.dtype) for k, v in processor.alloc(1).items()}
+        self._spec = {k: (tuple(v.shape[1:]), torch.from_numpy(v[:0]).dtype) for k, v in processor.alloc(1).items()}
         missing = [k for k in BATCH_KEYS if k not in self._spec]
         if missing:
             raise ValueError(f"processor.alloc() returned no buffer for {missing}; the loader needs {BATCH_KEYS}")
@@ -166,8 +161,8 @@ class KeypointLoader:
     def _alloc(self, n: int, ring: list | None, slot: int) -> dict[str, torch.Tensor]:
         if ring is not None:
             return {k: t[:n] for k, t in ring[slot].items()}
-        return {k: torch.empty((n, *shape), dtype=torch.from_numpy(np.empty(0, dtype)).dtype,
-                               pin_memory=self.pin_memory) for k, (shape, dtype) in self._spec.items()}
+        return {k: torch.empty((n, *shape), dtype=dtype, pin_memory=self.pin_memory)
+                for k, (shape, dtype) in self._spec.items()}
 
     def _produce(self, epoch: int, start: int) -> Iterator[dict[str, torch.Tensor]]:
         c = self.config
@@ -179,16 +174,13 @@ class KeypointLoader:
             # prefetch + 2 slots: the thread starts batch k + prefetch + 2 (slot of batch k) only after the
             # consumer has taken batch k + 1, so a batch is intact until the next one is requested.
             ring = [self._alloc(c.batch_size, None, 0) for _ in range(c.prefetch + 2)]
-        # Scratch buffers (anything beyond BATCH_KEYS) are private to this thread and reused.
-        scratch = {k: v for k, v in self.processor.alloc(c.batch_size).items() if k not in BATCH_KEYS}
         for b, (frames, offsets, rows) in enumerate(self._source.batches(batches)):
             idx = batches[b]
             out = self._alloc(len(idx), ring, b % (c.prefetch + 2))
-            views = {k: t.numpy() for k, t in out.items()}
-            views.update({k: v[:len(idx)] for k, v in scratch.items()})
+            views = {k: t.numpy() for k, t in out.items()}  # the processor writes straight into the tensors
             with PROCESS_LOCK:
                 self.processor.process(frames, offsets, rows, epoch, views, sample_ids=idx)
-            batch = {k: out[k] for k in BATCH_KEYS}
+            batch = dict(out)
             batch["label"] = torch.from_numpy(self._label_lut[self._store_labels[idx]])
             batch["index"] = torch.from_numpy(idx.astype(np.int64, copy=True))
             if self.pin_memory:

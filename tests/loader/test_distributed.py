@@ -46,8 +46,8 @@ def test_two_ranks_shard_an_epoch(store_factory, tmp_path):
         if mode == "memory":  # DistributedSampler layout: strided
             full = epoch_order(train, seed=3, epoch=int(epoch), shuffle=True, world_size=1)
         else:  # chunk-aware order: contiguous slices, so each rank reads only its own blocks
-            blocks = block_ids(store.offsets, train, store.chunk_frames)
-            full = chunk_aware_order(train, blocks, seed=3, epoch=int(epoch), shuffle=True, window=64, world_size=1)
+            blocks = block_ids(store.offsets, train, 8 * store.chunk_frames)
+            full = chunk_aware_order(train, blocks, seed=3, epoch=int(epoch), shuffle=True, window=8, world_size=1)
         padded = np.concatenate([full, full[:len(flat) - len(full)]])
         n = len(shards[0])
         for r in range(world):

@@ -9,19 +9,21 @@ from loader_testing import RecordingProcessor
 
 from slr_fast.loader import KeypointLoader, LoaderConfig
 
-MODES = [pytest.param(True, id="memory"), pytest.param(False, id="chunked")]
+# Streaming with small blocks that straddle the store's 64-frame chunks and several windows per epoch.
+STREAM = {"in_memory": False, "block_frames": 100, "shuffle_window": 3, "readahead": 1}
+MODES = [pytest.param({"in_memory": True}, id="memory"), pytest.param(STREAM, id="chunked")]
 
 
 def collect(loader):
     return [{k: v.clone() for k, v in b.items()} for b in loader]
 
 
-@pytest.mark.parametrize("in_memory", MODES)
-def test_batches_hold_the_right_samples(store_factory, in_memory):
+@pytest.mark.parametrize("mode", MODES)
+def test_batches_hold_the_right_samples(store_factory, mode):
     store = store_factory()
     proc = RecordingProcessor(seed=3)
-    with KeypointLoader(store, proc, LoaderConfig(batch_size=32, in_memory=in_memory, seed=1)) as loader:
-        assert loader.in_memory is in_memory
+    with KeypointLoader(store, proc, LoaderConfig(batch_size=32, seed=1, **mode)) as loader:
+        assert loader.in_memory is mode["in_memory"]
         batches = collect(loader)
     assert len(batches) == len(loader) == 7  # ceil(203 / 32)
     index = torch.cat([b["index"] for b in batches]).numpy()
@@ -44,10 +46,10 @@ def test_batches_hold_the_right_samples(store_factory, in_memory):
             assert b["mask"][row, :n, :3].sum() == 0 and b["mask"][row, :n, 3:].all()
 
 
-@pytest.mark.parametrize("in_memory", MODES)
-def test_resume_continues_with_identical_batches(store_factory, in_memory):
+@pytest.mark.parametrize("mode", MODES)
+def test_resume_continues_with_identical_batches(store_factory, mode):
     store = store_factory()
-    cfg = LoaderConfig(batch_size=24, in_memory=in_memory, seed=7, drop_last=True)
+    cfg = LoaderConfig(batch_size=24, seed=7, drop_last=True, **mode)
     with KeypointLoader(store, RecordingProcessor(seed=5), cfg) as ref_loader:
         ref_loader.set_epoch(2)
         reference = collect(ref_loader) + collect(ref_loader)  # epochs 2 and 3
@@ -113,10 +115,10 @@ def test_drop_last_and_auto_memory_budget(store_factory):
         assert loader.in_memory
 
 
-@pytest.mark.parametrize("in_memory", MODES)
-def test_reused_buffers_stay_valid_until_the_next_batch(store_factory, in_memory):
+@pytest.mark.parametrize("mode", MODES)
+def test_reused_buffers_stay_valid_until_the_next_batch(store_factory, mode):
     store = store_factory()
-    cfg = LoaderConfig(batch_size=8, prefetch=2, reuse_buffers=True, in_memory=in_memory, shuffle=False)
+    cfg = LoaderConfig(batch_size=8, prefetch=2, reuse_buffers=True, shuffle=False, **mode)
     ptrs = []
     with KeypointLoader(store, RecordingProcessor(), cfg) as loader:
         it = iter(loader)

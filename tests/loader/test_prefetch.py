@@ -57,8 +57,9 @@ def test_worker_error_reraised_with_original_traceback(store_factory):
 
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_early_break_leaves_no_thread(store_factory, in_memory):
+    extra = {} if in_memory else {"block_frames": 100, "shuffle_window": 2}
     loader = KeypointLoader(store_factory(), RecordingProcessor(), LoaderConfig(batch_size=4, prefetch=2,
-                                                                                in_memory=in_memory))
+                                                                                in_memory=in_memory, **extra))
     for i, _ in enumerate(loader):
         if i == 1:
             break  # the queue is full and the worker blocked on put
@@ -67,7 +68,7 @@ def test_early_break_leaves_no_thread(store_factory, in_memory):
     assert wait_no_threads(1.0) == []
     # without close(): dropping the iterator and the loader is enough
     loader = KeypointLoader(store_factory(), RecordingProcessor(), LoaderConfig(batch_size=4, prefetch=2,
-                                                                                in_memory=in_memory))
+                                                                                in_memory=in_memory, **extra))
     it = iter(loader)
     next(it)
     assert ours()
