@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -68,16 +69,43 @@ def generate(config: SynthConfig, *, start: int = 0, stop: int | None = None) ->
         yield SynthSample(frames, label, signer.id, f"{vocab[label].name}/s{signer.id:03d}/{index:04d}", signer.split)
 
 
+def _render_block(config: SynthConfig, start: int, stop: int) -> list[SynthSample]:
+    return list(generate(config, start=start, stop=stop))
+
+
+def _parallel(config: SynthConfig, workers: int, block: int = 256) -> Iterator[SynthSample]:
+    """generate(config) rendered by `workers` processes in blocks, yielded in order with a bounded backlog."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    total = config.classes * config.per_class
+    starts = list(range(0, total, block))
+    # spawn: the parent may hold threads (zarr, tqdm) that fork would copy in a locked state.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pending: deque = deque()
+        for s in starts:
+            pending.append(pool.submit(_render_block, config, s, min(s + block, total)))
+            if len(pending) > 2 * workers:  # keep memory bounded: wait for the oldest block before submitting more
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
 def synth_store(out: str | Path, config: SynthConfig | None = None, *, overwrite: bool = False,
-                progress: bool = True):
-    """Generate `config` (default SynthConfig()) into a keypoint store at `out`, streaming; returns the store."""
+                progress: bool = True, workers: int = 1):
+    """Generate `config` (default SynthConfig()) into a keypoint store at `out`, streaming; returns the store.
+
+    `workers` > 1 renders in that many processes; the data are identical to a single-process run.
+    """
     from slr_fast.store import KeypointStore, StoreWriter  # the store is optional for array-only use
 
     config = SynthConfig() if config is None else config
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     provenance = {"source_format": "synthetic", "source": "synthetic", "generator": "slr_fast.synth",
                   "generator_version": GENERATOR_VERSION, "config": config.to_dict()}
     with StoreWriter(out, layout=config.get_layout(), classes=class_names(config), provenance=provenance,
                      overwrite=overwrite, total=config.classes * config.per_class, progress=progress) as writer:
-        for sample in generate(config):
+        for sample in (generate(config) if workers == 1 else _parallel(config, workers)):
             writer.append(sample.frames, sample.label, signer=sample.signer, seq_id=sample.seq_id, split=sample.split)
     return KeypointStore.open(out)

@@ -1,0 +1,79 @@
+"""`slr-fast info STORE` (statistics) and `slr-fast show STORE --index I --out FILE.png` (skeleton frames)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Run `info`: print the store's statistics as text or JSON."""
+    from slr_fast.inspect import format_stats, store_stats
+    from slr_fast.store import KeypointStore
+
+    stats = store_stats(KeypointStore.open(args.store))
+    print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    return 0
+
+
+def _frame_ids(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected frame numbers like 0,10,20") from e
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Run `show`: draw a sequence's skeleton on a few frames into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    from slr_fast.store import KeypointStore
+    from slr_fast.viz import draw_sequence
+
+    if args.frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    store = KeypointStore.open(args.store)
+    n = len(store)
+    if not -n <= args.index < n:
+        raise ValueError(f"--index {args.index} out of range: {args.store} holds {n} sequences (0..{n - 1})")
+    i = args.index % n
+    frames, label = store[i]
+    if frames.shape[0] == 0:
+        raise ValueError(f"sequence {i} of {args.store} has no frames to draw")
+    fig = draw_sequence(frames, store.layout, args.frame_ids, count=args.frames)
+    split = {-1: "no split", 0: "train", 1: "val", 2: "test"}.get(int(store.splits[i]), "?")
+    fig.suptitle(f"#{i} {store.seq_ids[i]}  class {store.classes[label]}  signer {int(store.signers[i])}  "
+                 f"{split}  {frames.shape[0]} frames", fontsize=9)
+    fig.tight_layout()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=args.dpi)
+    plt.close(fig)
+    print(f"wrote {out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add `info` and `show` to the `slr-fast` command."""
+    p = subparsers.add_parser("info", help="statistics of a keypoint store",
+                              description="Sequences, classes, signers, frames, length percentiles, how often "
+                                          "each part is missing, frames without hands, and split sizes.")
+    p.add_argument("store", metavar="STORE", help="keypoint store (folder or fsspec URL)")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON instead of text")
+    p.set_defaults(func=cmd_info)
+
+    s = subparsers.add_parser("show", help="draw a sequence's skeleton on a few frames (PNG)",
+                              description="Draw hands, lips and pose of one sequence on evenly spread frames; "
+                                          "undetected points are left out.")
+    s.add_argument("store", metavar="STORE", help="keypoint store (folder or fsspec URL)")
+    s.add_argument("--index", type=int, required=True, metavar="I", help="sequence number (negative counts back)")
+    s.add_argument("--out", required=True, metavar="FILE.png", help="image to write")
+    s.add_argument("--frames", type=int, default=6, metavar="K", help="frames to draw, evenly spread (default: 6)")
+    s.add_argument("--frame-ids", type=_frame_ids, default=None, metavar="A,B,..",
+                   help="draw these frame numbers instead of --frames evenly spread ones")
+    s.add_argument("--dpi", type=int, default=110, help="image resolution (default: %(default)s)")
+    s.set_defaults(func=cmd_show)
