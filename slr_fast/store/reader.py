@@ -138,10 +138,11 @@ class KeypointStore:
         return self._frames if self.in_memory else np.asarray(self._frames[...])
 
     def get_many(self, indices: Iterable[int]) -> list[np.ndarray]:
-        """Frames of several sequences, in the order given; on disk each needed chunk is read once.
+        """Frames of several sequences, in the order given; on disk each needed chunk is read and decoded once.
 
-        Sequences are sorted by position and their frame ranges merged into runs of adjacent chunks, so a batch
-        costs one read per run (zarr fetches a run's chunks concurrently) rather than one per sequence.
+        From disk the whole batch is one zarr read (an integer frame selection), so zarr fetches and decodes all
+        the chunks it touches concurrently instead of one read per sequence. Results are views into one
+        (ΣT_batch, P, C) block (on disk) or into the loaded frames (in memory).
         """
         idx = np.array([self._check_index(i) for i in indices], dtype=np.int64)
         if idx.size == 0:
@@ -149,32 +150,16 @@ class KeypointStore:
         starts, stops = self.offsets[idx], self.offsets[idx + 1]
         if self.in_memory:
             return [self._frames[a:b] for a, b in zip(starts, stops, strict=True)]
-        out: list[np.ndarray | None] = [None] * len(idx)
-        chunk = self.chunk_frames
         order = np.argsort(starts, kind="stable")
-        run: list[int] = []
-        run_hi = 0  # end (exclusive) of the chunk range the current run covers
-        for k in order:
-            a, b = int(starts[k]), int(stops[k])
-            lo, hi = a // chunk, max(a // chunk + 1, -(-b // chunk))
-            if run and lo <= run_hi:
-                run.append(k)
-                run_hi = max(run_hi, hi)
-                continue
-            if run:
-                self._read_run(run, starts, stops, out)
-            run, run_hi = [k], hi
-        self._read_run(run, starts, stops, out)
+        lens = (stops - starts)[order]
+        ends = np.cumsum(lens)
+        # Frame numbers of the sorted batch, back to back: start of each sequence + position within it.
+        frames = np.repeat(starts[order], lens) + (np.arange(ends[-1]) - np.repeat(ends - lens, lens))
+        block = np.asarray(self._frames.get_orthogonal_selection((frames,)))
+        out: list[np.ndarray | None] = [None] * len(idx)
+        for k, a, b in zip(order, ends - lens, ends, strict=True):
+            out[k] = block[a:b]
         return out  # type: ignore[return-value]
-
-    def _read_run(self, run: list[int], starts: np.ndarray, stops: np.ndarray, out: list) -> None:
-        # Zarr decodes whole chunks either way; asking for just [first start, last stop) avoids copying the rest.
-        first = min(int(starts[k]) for k in run)
-        last = max(int(stops[k]) for k in run)
-        block = np.asarray(self._frames[first:last])
-        for k in run:
-            # Copies so a caller keeping one sequence does not pin the whole run in memory.
-            out[k] = block[int(starts[k]) - first:int(stops[k]) - first].copy()
 
     # ---------------------------------------------------------------- selection
     def class_ids(self, classes: Iterable[str | int]) -> np.ndarray:
