@@ -82,6 +82,9 @@ class KeypointLoader:
             self._blocks = block_ids(store.offsets, self.indices, self._frames_per_block)
 
         self.pin_memory = torch.cuda.is_available() if config.pin_memory == "auto" else bool(config.pin_memory)
+        if self.pin_memory and not torch.cuda.is_available():
+            raise ValueError("pin_memory=True needs CUDA (page-locked memory is for host-to-GPU copies); "
+                             "use pin_memory='auto' or False on this machine")
         self._spec = {k: (tuple(v.shape[1:]), torch.from_numpy(v[:0]).dtype) for k, v in processor.alloc(1).items()}
         missing = [k for k in BATCH_KEYS if k not in self._spec]
         if missing:

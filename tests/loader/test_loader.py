@@ -156,6 +156,9 @@ def test_bad_selection_and_state_are_named(store_factory):
         LoaderConfig(batch_size=0)
     with pytest.raises(ValueError, match="in_memory"):
         LoaderConfig(in_memory="yes")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="pin_memory=True needs CUDA"):
+            KeypointLoader(store, proc, LoaderConfig(pin_memory=True))
     with pytest.raises(ValueError, match="rank 2"):
         KeypointLoader(store, proc, LoaderConfig(rank=2, world_size=2))
     with KeypointLoader(store, proc, LoaderConfig(batch_size=32)) as loader:
