@@ -49,6 +49,10 @@ def assign_splits(num_signers: int, shares: tuple[float, float, float], seed: in
         counts[i] += 1
     while counts.sum() > num_signers:
         counts[int(np.argmax(counts))] -= 1
+    for i in wanted:  # a split that was asked for but rounded to nothing takes a signer from the largest
+        if counts[i] == 0 and counts.max() > 1:
+            counts[int(np.argmax(counts))] -= 1
+            counts[i] += 1
     order = np.random.default_rng([seed, 3]).permutation(num_signers)
     codes = np.empty(num_signers, dtype=np.int8)
     codes[order] = np.repeat(np.arange(3, dtype=np.int8), counts)
