@@ -5,8 +5,8 @@ for undetected landmarks, frame numbers that need not start at 0, `train.csv` wi
 
 Why it is fast: `pyarrow.parquet.ParquetFile.read` of just the needed columns (the `pq.read_table` dataset path
 costs twice as much per small file, and pandas adds a DataFrame on top), `type` read as a dictionary so the row
-check compares small integer codes instead of strings, one NumPy gather of the layout's rows, and pyarrow releasing
-the GIL so threads overlap file reads and decoding.
+check compares integer indices instead of strings, and one compiled pass (Numba, GIL released) that checks every
+row and gathers the layout's points. Both pyarrow and that pass release the GIL, so reader threads scale.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from slr_fast.ingest.common import IngestError, IngestReport, SourceEntry, check_frames, resolve_classes, write_entries
+from slr_fast.ingest.common import IngestError, IngestReport, SourceEntry, resolve_classes, write_entries
 from slr_fast.ingest.gislr_format import CSV_COLUMNS, GISLR_TYPES, ROW_LANDMARK_INDEX, ROW_TYPE_CODE
 from slr_fast.layout import DEFAULT_LAYOUT, GISLR_ROWS_PER_FRAME, Layout
 
@@ -28,59 +29,74 @@ from slr_fast.layout import DEFAULT_LAYOUT, GISLR_ROWS_PER_FRAME, Layout
 _SPLIT_CODES = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
 
 
-def _column(path: str | os.PathLike, table: pa.Table, name: str) -> pa.Array:
+def _column(table: pa.Table, name: str) -> pa.Array:
     col = table.column(name)
     return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
 
 
-def _check_rows(path: str | os.PathLike, table: pa.Table, t: int) -> None:
-    """Every frame's 543 rows must be face, left_hand, pose, right_hand in landmark order (cheap integer compares)."""
-    index = _column(path, table, "landmark_index")
-    types = _column(path, table, "type")
+@numba.njit(nogil=True, cache=True)
+def _check_and_gather(frame, type_idx, landmark, expected_type, expected_landmark, verify, rows, x, y, z, out):
+    """One pass over a file's rows: check them, gather the layout's points into `out` (T, P, C) in file order.
+
+    Returns (status, row): 0 ok; 1 a frame block mixes frame numbers at `row`; 2 `row` breaks the fixed
+    type/landmark order; 3 every gathered value is NaN. nogil: reader threads run this truly in parallel.
+    """
+    t, p, c = out.shape
+    seen = False
+    for f in range(t):
+        base = f * 543
+        number = frame[base]
+        for r in range(543):
+            if frame[base + r] != number:
+                return 1, base + r
+        if verify:
+            for r in range(543):
+                if type_idx[base + r] != expected_type[r] or landmark[base + r] != expected_landmark[r]:
+                    return 2, base + r
+        for k in range(p):
+            src = base + rows[k]
+            out[f, k, 0] = x[src]
+            out[f, k, 1] = y[src]
+            if c == 3:
+                out[f, k, 2] = z[src]
+            seen = seen or x[src] == x[src] or y[src] == y[src]
+    return (0 if seen else 3), 0
+
+
+def _numpy_column(path: str | os.PathLike, table: pa.Table, name: str, kind: str) -> np.ndarray:
+    """A column as a NumPy array, checked: kind "int" (no nulls) or "float" (nulls become NaN: not detected)."""
+    col = _column(table, name)
+    if kind == "int":
+        if not pa.types.is_integer(col.type):
+            raise IngestError(path, f"column {name!r} has type {col.type}, expected integers")
+        if col.null_count:
+            raise IngestError(path, f"column {name!r} has missing values")
+        return col.to_numpy()
+    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+        raise IngestError(path, f"column {name!r} has type {col.type}, expected float")
+    return col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+
+def _type_indices(path: str | os.PathLike, table: pa.Table) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The `type` column as dictionary indices, the index each of the 543 rows must have, and the dictionary."""
+    types = _column(table, "type")
     if not pa.types.is_dictionary(types.type):  # read_dictionary only applies to string columns
         raise IngestError(path, f"column 'type' has type {types.type}, expected strings")
-    if index.null_count or types.null_count:
-        raise IngestError(path, "columns 'type'/'landmark_index' have missing values")
+    if types.null_count:
+        raise IngestError(path, "column 'type' has missing values")
     names = types.dictionary.to_pylist()
     unknown = sorted(set(names) - set(GISLR_TYPES))
     if unknown:
         raise IngestError(path, f"column 'type' has unknown values {unknown}; valid: {list(GISLR_TYPES)}")
-    to_code = np.array([GISLR_TYPES.index(n) for n in names], np.int8)
-    codes = to_code[types.indices.to_numpy(zero_copy_only=False)].reshape(t, GISLR_ROWS_PER_FRAME)
-    index = index.to_numpy(zero_copy_only=False).reshape(t, GISLR_ROWS_PER_FRAME)
-    wrong = (codes != ROW_TYPE_CODE) | (index != ROW_LANDMARK_INDEX)
-    if wrong.any():
-        f, r = np.unravel_index(int(np.argmax(wrong)), wrong.shape)
-        raise IngestError(path, f"rows are not in the GISLR order (face 0-467, left_hand, pose, right_hand): row "
-                                f"{f * GISLR_ROWS_PER_FRAME + r} is {GISLR_TYPES[codes[f, r]]} {index[f, r]}, "
-                                f"expected {GISLR_TYPES[ROW_TYPE_CODE[r]]} {ROW_LANDMARK_INDEX[r]}")
-
-
-def _frame_order(path: str | os.PathLike, table: pa.Table, t: int) -> np.ndarray | None:
-    """Frame order by `frame` value (None when already ascending); each frame's rows must share one number."""
-    frame = _column(path, table, "frame")
-    if frame.null_count:
-        raise IngestError(path, "column 'frame' has missing values")
-    frame = frame.to_numpy(zero_copy_only=False).reshape(t, GISLR_ROWS_PER_FRAME)
-    first = frame[:, 0]
-    if (frame != first[:, None]).any():
-        f = int(np.argmax((frame != first[:, None]).any(1)))
-        raise IngestError(path, f"rows {f * 543}..{f * 543 + 542} mix frame numbers {sorted(set(frame[f].tolist()))}: "
-                                f"each block of 543 rows must be one frame")
-    step = np.diff(first)
-    if (step > 0).all():
-        return None
-    order = np.argsort(first, kind="stable")
-    dup = first[order][1:][np.diff(first[order]) == 0]
-    if dup.size:
-        raise IngestError(path, f"frame number {int(dup[0])} appears more than once")
-    return order
+    # Compare dictionary indices with those the fixed order implies: no per-row string work.
+    position = np.array([names.index(n) if n in names else -1 for n in GISLR_TYPES], np.int64)
+    return types.indices.to_numpy(), position[ROW_TYPE_CODE], names
 
 
 def read_gislr_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *, verify: bool = True) -> np.ndarray:
     """One GISLR parquet file as (T, P, C) float32 in `layout`'s point order, frames sorted by frame number.
 
-    `verify` checks every row's type/landmark_index against the fixed 543-row order (about 15% of the read time).
+    `verify` checks every row's type/landmark_index against the fixed 543-row order (about 25% of the read time).
     """
     coords = list(layout.channels)
     wanted = ["frame"] + (["type", "landmark_index"] if verify else []) + coords
@@ -105,19 +121,37 @@ def read_gislr_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *,
         table = pf.read(columns=wanted, use_threads=False)  # parallelism is across files, not within one
     except (OSError, pa.ArrowException) as e:
         raise IngestError(path, f"unreadable parquet file: {e}") from e
+    frame = _numpy_column(path, table, "frame", "int")
     if verify:
-        _check_rows(path, table, t)
-    order = _frame_order(path, table, t)
-    rows = layout.gislr_rows()
+        type_idx, expected_type, type_names = _type_indices(path, table)
+        landmark = _numpy_column(path, table, "landmark_index", "int")
+    else:
+        type_idx, expected_type, type_names, landmark = frame, ROW_LANDMARK_INDEX, [], frame
+    x, y = (_numpy_column(path, table, c, "float") for c in coords[:2])
+    z = _numpy_column(path, table, "z", "float") if len(coords) == 3 else x
     out = np.empty((t, layout.num_points, len(coords)), np.float32)
-    for c, name in enumerate(coords):
-        col = _column(path, table, name)
-        if not pa.types.is_floating(col.type) and not pa.types.is_integer(col.type):
-            raise IngestError(path, f"column {name!r} has type {col.type}, expected float")
-        # Nulls (rare; GISLR writes NaN) become NaN: both mean "not detected".
-        values = col.to_numpy(zero_copy_only=False).reshape(t, GISLR_ROWS_PER_FRAME)
-        out[..., c] = values[:, rows] if order is None else values[order[:, None], rows]
-    return check_frames(path, out, layout)
+    status, row = _check_and_gather(frame, type_idx, landmark, expected_type, ROW_LANDMARK_INDEX, verify,
+                                    layout.gislr_rows(), x, y, z, out)
+    if status == 1:
+        f = row // GISLR_ROWS_PER_FRAME
+        raise IngestError(path, f"rows {f * 543}..{f * 543 + 542} mix frame numbers "
+                                f"{sorted(set(frame[f * 543:(f + 1) * 543].tolist()))}: each block of 543 rows "
+                                f"must be one frame")
+    if status == 2:
+        r = row % GISLR_ROWS_PER_FRAME
+        raise IngestError(path, f"rows are not in the GISLR order (face 0-467, left_hand, pose, right_hand): row "
+                                f"{row} is {type_names[type_idx[row]]} {landmark[row]}, expected "
+                                f"{GISLR_TYPES[ROW_TYPE_CODE[r]]} {ROW_LANDMARK_INDEX[r]}")
+    if status == 3:
+        raise IngestError(path, f"all-NaN sequence: no point of layout {layout.name!r} is detected in any frame")
+    first = frame[::GISLR_ROWS_PER_FRAME]
+    if t > 1 and not (first[1:] > first[:-1]).all():
+        order = np.argsort(first, kind="stable")
+        dup = first[order][1:][np.diff(first[order]) == 0]
+        if dup.size:
+            raise IngestError(path, f"frame number {int(dup[0])} appears more than once")
+        out = out[order]
+    return out
 
 
 def read_gislr_csv(csv_path: str | os.PathLike) -> list[SourceEntry]:
