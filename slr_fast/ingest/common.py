@@ -107,6 +107,15 @@ def resolve_classes(signs: Iterable[str], classes: str | os.PathLike | Sequence[
     return [str(c) for c in classes]
 
 
+def check_unique_ids(csv_path: str | os.PathLike, entries: Sequence[SourceEntry], column: str) -> None:
+    """Sequence ids must be unique: a repeated row would otherwise fail half-way through writing."""
+    seen: dict[str | None, int] = {}
+    for line, e in enumerate(entries, start=2):
+        if e.seq_id in seen:
+            raise IngestError(csv_path, f"line {line}: {column} {e.seq_id!r} repeats line {seen[e.seq_id]}")
+        seen[e.seq_id] = line
+
+
 def check_frames(path: str | os.PathLike, frames: np.ndarray, layout: Layout) -> np.ndarray:
     """Reject empty or all-NaN sequences and wrong shapes; returns the frames unchanged."""
     expected = (layout.num_points, layout.num_channels)

@@ -21,7 +21,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from slr_fast.ingest.common import IngestError, IngestReport, SourceEntry, resolve_classes, write_entries
+from slr_fast.ingest.common import (
+    IngestError,
+    IngestReport,
+    SourceEntry,
+    check_unique_ids,
+    resolve_classes,
+    write_entries,
+)
 from slr_fast.ingest.gislr_format import CSV_COLUMNS, GISLR_TYPES, ROW_LANDMARK_INDEX, ROW_TYPE_CODE
 from slr_fast.layout import DEFAULT_LAYOUT, GISLR_ROWS_PER_FRAME, Layout
 
@@ -187,6 +194,7 @@ def read_gislr_csv(csv_path: str | os.PathLike) -> list[SourceEntry]:
         raise IngestError(csv_path, f"unreadable csv: {e}") from e
     if not entries:
         raise IngestError(csv_path, "no rows")
+    check_unique_ids(csv_path, entries, "sequence_id")
     return entries
 
 

@@ -25,7 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from slr_fast.ingest.common import IngestError, IngestReport, SourceEntry, check_frames, resolve_classes, write_entries
+from slr_fast.ingest.common import (
+    IngestError,
+    IngestReport,
+    SourceEntry,
+    check_frames,
+    check_unique_ids,
+    resolve_classes,
+    write_entries,
+)
 from slr_fast.layout import DEFAULT_LAYOUT, SOURCE_SIZES, Layout
 
 # MediaPipe Holistic component names in pose-format files, per layout source.
@@ -197,6 +205,7 @@ def read_pose_labels(csv_path: str | os.PathLike) -> tuple[list[SourceEntry], li
             raise IngestError(csv_path, f"line {line}: {e}") from e
         path = (csv_path.parent / file).absolute()
         entries.append(SourceEntry(path, sign, signer, (row.get("seq_id") or "").strip() or file, split))
+    check_unique_ids(csv_path, entries, "seq_id (default: file)")
     return entries, names
 
 

@@ -156,6 +156,7 @@ def test_all_files_bad_is_an_error(gislr_corpus, tmp_path):
     ("path,participant_id,sequence_id,sign\na.parquet,p1,5,hello\n", "line 2: participant_id 'p1'"),
     ("path,participant_id,sequence_id,sign\n", "no rows"),
     ("path,participant_id,sequence_id,sign,split\na.parquet,1,5,hello,dev\n", "line 2: unknown split 'dev'"),
+    ("path,participant_id,sequence_id,sign\na.parquet,1,5,hi\nb.parquet,1,5,hi\n", "line 3: sequence_id '5' repeats"),
 ])
 def test_bad_csv(tmp_path, content, message):
     path = tmp_path / "train.csv"

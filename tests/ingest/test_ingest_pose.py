@@ -187,3 +187,6 @@ def test_bad_labels_csv(tmp_path):
     (tmp_path / "labels.csv").write_text("file,sign,split\na.pose,hello,dev\n")
     with pytest.raises(IngestError, match="line 2: unknown split 'dev'"):
         ingest_pose(None, tmp_path / "labels.csv", tmp_path / "s.zarr", progress=False)
+    (tmp_path / "labels.csv").write_text("file,sign\na.pose,hello\nb.pose,hi\na.pose,bye\n")
+    with pytest.raises(IngestError, match="line 4: seq_id .* 'a.pose' repeats line 2"):
+        ingest_pose(None, tmp_path / "labels.csv", tmp_path / "s.zarr", progress=False)
