@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from slr_fast.layout import LIPS, Layout, get_layout
 
@@ -81,3 +81,23 @@ class SynthConfig:
         d["split"] = list(self.split)
         d["aspects"] = list(self.aspects)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SynthConfig:
+        """Inverse of to_dict(): rebuild the config recorded in a store's provenance (to regenerate or extend it)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown SynthConfig field(s) {unknown}; known: {sorted(known)}")
+        d = dict(d)
+        if isinstance(d.get("layout"), dict):
+            layout = Layout.from_dict(d["layout"])
+            # A named layout comes back as its name, so the config compares equal to the one that wrote it.
+            try:
+                d["layout"] = layout.name if get_layout(layout.name) == layout else layout
+            except ValueError:
+                d["layout"] = layout
+        for key in ("split", "aspects"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
