@@ -103,6 +103,7 @@ class KeypointLoader:
         self.position = 0  # batches of `epoch` already handed to the consumer
         self._active: Prefetcher | None = None
         self._closed = False
+        self._resume_pending = False  # a restored position not yet iterated from
 
     # ---- sizes and order ---------------------------------------------------------------------------------------
     def _decide_in_memory(self) -> bool:
@@ -134,10 +135,12 @@ class KeypointLoader:
                                  pad=c.pad_to_equal)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch the next iteration yields; a different epoch restarts at its first batch."""
-        if int(epoch) != self.epoch:
-            self._stop_active()
-            self.epoch, self.position = int(epoch), 0
+        """Start `epoch` at its first batch, except right after load_state_dict for that same epoch (resume)."""
+        if self._resume_pending and int(epoch) == self.epoch:
+            return  # `load_state_dict(s); for e in range(s_epoch, E): set_epoch(e)` continues mid-epoch
+        self._stop_active()
+        self._resume_pending = False
+        self.epoch, self.position = int(epoch), 0
 
     # ---- resume ------------------------------------------------------------------------------------------------
     def _essentials(self) -> dict[str, Any]:
@@ -169,6 +172,7 @@ class KeypointLoader:
             raise ValueError(f"loader state position {position} outside 0..{len(self)} batches per epoch")
         self._stop_active()
         self.epoch, self.position = int(state["epoch"]), position
+        self._resume_pending = True
 
     # ---- iteration ---------------------------------------------------------------------------------------------
     def _alloc(self, n: int, ring: list | None, slot: int) -> dict[str, torch.Tensor]:
@@ -203,7 +207,8 @@ class KeypointLoader:
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         if self._closed:
             raise RuntimeError("KeypointLoader is closed")
-        self._stop_active()  # one live iteration per loader: a new `for` restarts from the saved position
+        self._stop_active()  # one live iteration per loader; without set_epoch a new `for` continues the epoch
+        self._resume_pending = False
         epoch, start = self.epoch, self.position
         prefetcher = Prefetcher(lambda: self._produce(epoch, start), self.config.prefetch,
                                 name=f"slr-fast-loader-r{self.rank}")

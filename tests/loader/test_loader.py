@@ -89,6 +89,28 @@ def test_epochs_reshuffle_and_repeat_from_seed(store_factory):
         assert torch.equal(torch.cat([b["index"] for b in plain]), torch.arange(len(store)))
 
 
+def test_set_epoch_restarts_unless_resuming(store_factory):
+    store = store_factory()
+    with KeypointLoader(store, RecordingProcessor(), LoaderConfig(batch_size=20)) as loader:
+        loader.set_epoch(0)
+        first = next(iter(loader))["index"].clone()
+        assert loader.position == 1
+        loader.set_epoch(0)  # e.g. an evaluation that stopped early (a limit) and runs again: same samples
+        assert loader.position == 0
+        assert torch.equal(next(iter(loader))["index"], first)
+        it = iter(loader)  # a new iteration without set_epoch continues the epoch where the last one stopped
+        second = next(it)["index"].clone()
+        del it
+        assert not torch.equal(second, first) and loader.position == 2
+        state = {**loader.state_dict(), "position": 1}
+        loader.load_state_dict(state)
+        loader.set_epoch(0)  # right after a restore, the same epoch keeps the restored position...
+        assert loader.position == 1
+        assert torch.equal(next(iter(loader))["index"], second)
+        loader.set_epoch(0)  # ...but only until iteration starts
+        assert loader.position == 0
+
+
 def test_class_subset_split_and_signers(store_factory):
     store = store_factory()
     cfg = LoaderConfig(batch_size=16, split="train", classes=["sign5", 2, "sign0"], signers=[0, 1, 3])
