@@ -53,9 +53,13 @@ def _process_one(b, frames, offsets, indices, sample_ids, seed, epoch, cfg, grow
             flags |= FLAG_NO_HAND
     else:
         k = pre.all_frames(start, n, keep)
-    m = 0
-    y = np.empty((T, P, C), np.float32)
+    length = 0
+    x, mask = out_x[b], out_mask[b]
     if k > 0:
+        shift = np.empty((P, C))
+        inv = np.empty(P)
+        centre = np.zeros(3)
+        pre.norm_params(frames, keep, k, norm, part_bounds, shift, inv, centre)
         cap = int(k * growth) + 2 * ops.shape[0] + 2
         pos = np.empty(cap)
         nxt = np.empty(cap)
@@ -68,27 +72,25 @@ def _process_one(b, frames, offsets, indices, sample_ids, seed, epoch, cfg, grow
                 m = aug.apply_temporal(ops[r, 0], pos, m, nxt, params[r, 1:], k0)
                 pos, nxt = nxt, pos
         w = np.empty((m, P, C), np.float32)
-        pre.gather(frames, keep, k, pos, m, w)
-        centre = np.zeros(3)
-        pre.normalize(w, m, norm, part_bounds, centre)
+        pre.gather(frames, keep, k, pos, m, shift, inv, w)
         tmp = np.empty((P, C), np.float32)
         for r in range(n_temporal, ops.shape[0]):
             k0 = stream_key(seed, epoch, sid, ops[r, 1], 0)
             if uniform(k0, 0) < params[r, 0]:
                 aug.apply_spatial(ops[r, 0], w, m, params[r, 1:], seed, epoch, sid, ops[r, 1], centre, part_bounds,
                                   part_ids, hand_parts, mirror_idx, partner, tmp)
-        ident = np.empty(m, np.int64)
-        length = pre.resample(w, m, T, rs, y, ident)
+        length = pre.resample_out(w, m, T, rs, x, mask)
     else:
         flags |= FLAG_EMPTY
-        length = 0
+        x[:] = 0.0
+        mask[:] = 0.0
     part_any = np.empty(nparts, np.bool_)
-    pre.finalize(y, length, part_ids, nparts, mask_mode, mask_level, out_x[b], out_mask[b], part_any)
+    pre.mask_options(x, mask, length, part_ids, nparts, mask_mode, mask_level, part_any)
     if length > 0:
         anything = False
         for t in range(length):
             for p in range(P):
-                if out_mask[b, t, p] > 0:
+                if mask[t, p] > 0:
                     anything = True
                     break
             if anything:
@@ -257,6 +259,7 @@ class BatchProcessor:
         if len(keep) == 0:
             y, length, flags, w = np.full((T, P, C), np.nan, np.float32), 0, flags | FLAG_EMPTY, seq[:0]
         else:
+            shift, inv, centre = pre_ref.norm_params(seq, keep, pc.normalize, t["part_bounds"])
             pos = np.arange(len(keep), dtype=np.float64)
             codes = self._ops
             key = lambda opid: lambda s: stream_key_np(self.seed, epoch, sample_id, opid, s)  # noqa: E731
@@ -266,8 +269,7 @@ class BatchProcessor:
             for r, op, k in applied:
                 if r < self._n_temporal:
                     pos = aug_ref.TEMPORAL_REFS[op.name](pos, self._params[r, 1:], k)
-            w = pre_ref.gather(seq, keep, pos)
-            w, centre = pre_ref.normalize(w, pc.normalize, t["part_bounds"])
+            w = pre_ref.gather(seq, keep, pos, shift, inv)
             for r, op, k in applied:
                 if r >= self._n_temporal:
                     w = aug_ref.SPATIAL_REFS[op.name](w, len(w), self._params[r, 1:], k, centre, t)

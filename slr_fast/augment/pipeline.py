@@ -137,7 +137,7 @@ def named_pipeline(name: str) -> AugmentPipeline:
 
 
 def load_pipeline(spec: str | Path | list | AugmentPipeline | None) -> AugmentPipeline:
-    """A pipeline from a name ("default", "full", "none"), a JSON file path, JSON text, or a config list."""
+    """A pipeline from a name ("default", "full", "none"), a .json/.yaml file, JSON text, or a config list."""
     if spec is None:
         return AugmentPipeline()
     if isinstance(spec, AugmentPipeline):
@@ -156,10 +156,20 @@ def load_pipeline(spec: str | Path | list | AugmentPipeline | None) -> AugmentPi
     if not path.is_file():
         raise FileNotFoundError(f"augment config {text!r}: no such file, and not a named pipeline "
                                 f"(valid names: {sorted(NAMED)})")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"augment config {path}: not valid JSON: {e}") from e
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml  # optional: only YAML configs need it
+        except ImportError as e:
+            raise ValueError(f"augment config {path}: reading YAML needs PyYAML (pip install pyyaml)") from e
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ValueError(f"augment config {path}: not valid YAML: {e}") from e
+    else:
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"augment config {path}: not valid JSON: {e}") from e
     try:
         return AugmentPipeline.from_config(data)
     except ValueError as e:

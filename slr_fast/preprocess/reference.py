@@ -26,11 +26,13 @@ def handed_frames(seq: np.ndarray, hand_points: np.ndarray) -> tuple[np.ndarray,
     return keep.astype(np.int64), False
 
 
-def gather(seq: np.ndarray, keep: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Frames of seq[keep] at fractional positions `pos` (in 0..len(keep)-1), missing points as NaN.
+def gather(seq: np.ndarray, keep: np.ndarray, pos: np.ndarray, shift: np.ndarray | None = None,
+           inv: np.ndarray | None = None) -> np.ndarray:
+    """Frames of seq[keep] at fractional positions `pos` (in 0..len(keep)-1), normalized, missing points NaN.
 
     Between two frames a point is linearly interpolated when present in both, else it takes the nearer frame's value
-    (so a point is never invented from one side only, and an integer position is an exact copy).
+    (so a point is never invented from one side only, and an integer position is an exact copy). Normalization,
+    (v - shift[p]) * inv[p], is applied to the float64 result before the single rounding to float32.
     """
     sub = seq[keep]
     sub = np.where(point_valid(sub)[..., None], sub, np.float32(np.nan)).astype(np.float32)
@@ -41,9 +43,11 @@ def gather(seq: np.ndarray, keep: np.ndarray, pos: np.ndarray) -> np.ndarray:
     w = (pos - i0)[:, None, None]
     a, b = sub[i0].astype(np.float64), sub[i1].astype(np.float64)
     both = np.isfinite(a[..., :1]) & np.isfinite(b[..., :1])
-    lerp = (1.0 - w) * a + w * b
-    nearest = np.where(w < 0.5, a, b)
-    return np.where(both, lerp, nearest).astype(np.float32)
+    lerp = np.where(w == 0.0, a, (1.0 - w) * a + w * b)
+    out = np.where(both, lerp, np.where(w < 0.5, a, b))
+    if shift is not None:
+        out = (out - shift) * inv[:, None]
+    return out.astype(np.float32)
 
 
 def _stats(pts: np.ndarray, C: int) -> tuple[np.ndarray, float]:
@@ -58,21 +62,25 @@ def _stats(pts: np.ndarray, C: int) -> tuple[np.ndarray, float]:
     return centre, scale
 
 
-def normalize(w: np.ndarray, mode: str, part_bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Normalized copy of w and the centre spatial augmentations act about (0 unless mode is "none")."""
-    C = w.shape[-1]
-    w64 = w.astype(np.float64)
-    ok = np.isfinite(w64[..., 0])
+def norm_params(seq: np.ndarray, keep: np.ndarray, mode: str,
+                part_bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-point shift (P, C), inverse scale (P,) and the augmentation centre (C,), from the frames seq[keep].
+
+    Statistics come from the kept raw frames, before temporal augmentation: a crop or warp changes timing, not
+    where the signer stands or how big they are. The centre spatial augmentations act about is 0 after
+    normalization, the centroid of the points with "none".
+    """
+    P, C = seq.shape[1], seq.shape[2]
+    w64 = seq[keep].astype(np.float64)
+    ok = point_valid(w64)
+    shift, inv = np.zeros((P, C)), np.ones(P)
     if mode == "none":
-        centre, _ = _stats(w64[ok], C)
-        return w.copy(), centre
-    out = w64.copy()
-    groups = [(0, w.shape[1])] if mode == "sequence" else list(zip(part_bounds[:-1], part_bounds[1:], strict=True))
+        return shift, inv, _stats(w64[ok], C)[0]
+    groups = [(0, P)] if mode == "sequence" else list(zip(part_bounds[:-1], part_bounds[1:], strict=True))
     for lo, hi in groups:
-        part = w64[:, lo:hi]
-        centre, scale = _stats(part[ok[:, lo:hi]], C)
-        out[:, lo:hi] = (part - centre) / scale
-    return out.astype(np.float32), np.zeros(C)
+        centre, scale = _stats(w64[:, lo:hi][ok[:, lo:hi]], C)
+        shift[lo:hi], inv[lo:hi] = centre, 1.0 / scale
+    return shift, inv, np.zeros(C)
 
 
 def resample(w: np.ndarray, T: int, mode: str) -> tuple[np.ndarray, int]:
