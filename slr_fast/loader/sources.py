@@ -7,6 +7,8 @@ into it, and the row of each batch sample in those offsets. The in-memory source
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -14,12 +16,28 @@ import numpy as np
 
 from slr_fast.loader.sampler import block_ids
 
+# store object -> weak reference to its decoded frames: the train, validation and test loaders of one store share a
+# single decoded copy, which is freed when the last loader holding it is closed.
+_DECODED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_DECODED_LOCK = threading.Lock()
+
+
+def decoded_frames(store) -> np.ndarray:
+    """The store's (ΣT, P, C) float32 frames in memory, decoded once per store object while any loader holds them."""
+    with _DECODED_LOCK:
+        ref = _DECODED.get(store)
+        frames = ref() if ref is not None else None
+        if frames is None:
+            frames = np.ascontiguousarray(store.frames_array(), dtype=np.float32)
+            _DECODED[store] = weakref.ref(frames)
+        return frames
+
 
 class InMemorySource:
     """The store's frames decoded once into one array; batches index into it directly."""
 
     def __init__(self, store):
-        self.frames = np.ascontiguousarray(store.frames_array(), dtype=np.float32)  # (ΣT, P, C)
+        self.frames = decoded_frames(store)  # (ΣT, P, C)
         self.offsets = np.ascontiguousarray(store.offsets, dtype=np.int64)  # (N+1,)
         if len(self.frames) != self.offsets[-1]:
             raise ValueError(f"store frames hold {len(self.frames)} frames but offsets end at {self.offsets[-1]}")

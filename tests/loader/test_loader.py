@@ -111,6 +111,22 @@ def test_set_epoch_restarts_unless_resuming(store_factory):
         assert loader.position == 0
 
 
+def test_loaders_of_one_store_share_the_decoded_frames(store_factory):
+    import gc
+
+    from slr_fast.loader.sources import _DECODED
+
+    store = store_factory()
+    a = KeypointLoader(store, RecordingProcessor(), LoaderConfig(split="train"))
+    b = KeypointLoader(store, RecordingProcessor(), LoaderConfig(split="val", shuffle=False))
+    assert a._source.frames is b._source.frames  # one decoded copy for both
+    a.close()
+    b.close()
+    gc.collect()
+    ref = _DECODED.get(store)
+    assert ref is None or ref() is None  # freed once no loader holds it
+
+
 def test_class_subset_split_and_signers(store_factory):
     store = store_factory()
     cfg = LoaderConfig(batch_size=16, split="train", classes=["sign5", 2, "sign0"], signers=[0, 1, 3])
