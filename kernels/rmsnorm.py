@@ -43,6 +43,9 @@ from kernels._triton_utils import (
 
 __all__ = ["residual_rmsnorm", "rmsnorm"]
 
+# A whole row lives in registers (one tile): beyond this, tiles spill on every GPU Triton targets.
+MAX_HIDDEN = 32768
+
 
 # ----------------------------------------------------------------------------------------------------- kernels
 
@@ -175,6 +178,9 @@ def _check(op: str, x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor | Non
     if weight.shape != (x.shape[-1],):
         raise ValueError(f"{op}: weight must have shape ({x.shape[-1]},) to match x {tuple(x.shape)}, "
                          f"got {tuple(weight.shape)}")
+    if x.shape[-1] > MAX_HIDDEN:
+        raise ValueError(f"{op}: hidden size {x.shape[-1]} > {MAX_HIDDEN}: one row must fit in one tile "
+                         f"for the Triton kernel; use backend 'native' for wider rows")
     if f is not None:
         check_float(op, "f", f)
         if f.shape != x.shape:

@@ -134,6 +134,7 @@ def test_empty_rows(device: str) -> None:
         (lambda: rmsnorm(torch.randn(2, 4), torch.ones(5)), ValueError, "weight must have shape"),
         (lambda: rmsnorm(torch.randn(2, 4, dtype=torch.float64), torch.ones(4)), TypeError, "float64"),
         (lambda: rmsnorm(torch.randn(2, 0), torch.ones(0)), ValueError, "non-empty last dim"),
+        (lambda: rmsnorm(torch.randn(1, 40000), torch.ones(40000)), ValueError, "hidden size 40000 > 32768"),
         (lambda: residual_rmsnorm(torch.randn(2, 4), torch.randn(2, 3), 1.0, torch.ones(4)), ValueError, "f shape"),
         (lambda: residual_rmsnorm(torch.randn(2, 4), torch.randn(2, 4), torch.ones(2), torch.ones(4)), ValueError,
          "alpha must be a scalar"),
