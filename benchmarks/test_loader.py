@@ -6,7 +6,7 @@ Cases (group "loader"), each one epoch per round, Numba compiled before timing:
 - streamed by chunk (larger-than-memory mode);
 - the loader's own ceiling with a processor that does no work (what is left is the loader's overhead);
 - baseline: torch.utils.data.DataLoader over a per-sample Dataset calling the same compiled processor one sample at a
-  time with the default collate (the common pattern), on a 2,048-sample subset; the ratio is recorded as
+  time with the default collate (the common pattern), on a 1,024-sample subset; the ratio is recorded as
   `speedup_vs_per_sample_dataloader`.
 
 Run: .venv/bin/python -m pytest benchmarks/test_loader.py --benchmark-enable --benchmark-only -s
@@ -129,7 +129,7 @@ def test_loader_overhead(benchmark, store_path):
     print(f"\nloader overhead: {res['rate']:.0f} samples/s {dict(benchmark.extra_info)}")
 
 
-def per_sample_dataloader_rate(store_path, proc, n: int = 2048) -> float:
+def per_sample_dataloader_rate(store_path, proc, n: int = 1024) -> float:
     """Baseline: a map-style Dataset processing one sample per __getitem__, batched by DataLoader's collate."""
     from slr_fast.store import KeypointStore
 

@@ -182,7 +182,7 @@ class KeypointLoader:
                 for k, (shape, dtype) in self._spec.items()}
 
     def _produce(self, epoch: int, start: int) -> Iterator[dict[str, torch.Tensor]]:
-        c = self.config
+        c, source = self.config, self._source
         order = self.epoch_indices(epoch)
         slices = batch_slices(len(order), c.batch_size, c.drop_last, start)
         batches = [order[s] for s in slices]
@@ -191,7 +191,7 @@ class KeypointLoader:
             # prefetch + 2 slots: the thread starts batch k + prefetch + 2 (slot of batch k) only after the
             # consumer has taken batch k + 1, so a batch is intact until the next one is requested.
             ring = [self._alloc(c.batch_size, None, 0) for _ in range(c.prefetch + 2)]
-        for b, (frames, offsets, rows) in enumerate(self._source.batches(batches)):
+        for b, (frames, offsets, rows) in enumerate(source.batches(batches)):
             idx = batches[b]
             out = self._alloc(len(idx), ring, b % (c.prefetch + 2))
             views = {k: t.numpy() for k, t in out.items()}  # the processor writes straight into the tensors
