@@ -4,6 +4,8 @@ Cases (group "loader"), each one epoch per round, Numba compiled before timing:
 - in-memory store, default preprocessing, no augmentation / default augmentation; `load_s` is the one-off decode
   of the store into memory, `samples_per_s_with_load` the first epoch including it;
 - streamed by chunk (larger-than-memory mode);
+- the engine alone on the same data in the same run (`processor_only_samples_per_s`, and the loader's rate as a
+  fraction of it, `loader_vs_processor_only`): the loader can only approach this;
 - the loader's own ceiling with a processor that does no work (what is left is the loader's overhead);
 - baseline: torch.utils.data.DataLoader over a per-sample Dataset calling the same compiled processor one sample at a
   time with the default collate (the common pattern), on a 1,024-sample subset; the ratio is recorded as
@@ -91,8 +93,11 @@ def test_loader_in_memory(benchmark, store_path, augment):
     load_s = time.perf_counter() - t0
     with loader:
         res = run_epochs(benchmark, loader)
+    bare = processor_only_rate(store_path, proc, augment is not None)
     benchmark.extra_info.update({"load_s": round(load_s, 3),
-                                 "samples_per_s_with_load": round(N / (load_s + res["first_epoch_s"]))})
+                                 "samples_per_s_with_load": round(N / (load_s + res["first_epoch_s"])),
+                                 "processor_only_samples_per_s": round(bare),
+                                 "loader_vs_processor_only": round(res["rate"] / bare, 3)})
     if augment is None:
         base = per_sample_dataloader_rate(store_path, proc)
         benchmark.extra_info["per_sample_dataloader_samples_per_s"] = round(base)
@@ -127,6 +132,20 @@ def test_loader_overhead(benchmark, store_path):
         res = run_epochs(benchmark, loader)
     benchmark.extra_info["overhead_us_per_batch"] = round(BATCH / res["rate"] * 1e6, 1)
     print(f"\nloader overhead: {res['rate']:.0f} samples/s {dict(benchmark.extra_info)}")
+
+
+def processor_only_rate(store_path, proc, augmented: bool) -> float:
+    """The engine alone on the same batches in this thread (no loader): the ceiling the loader can approach."""
+    from slr_fast.store import KeypointStore
+
+    store = KeypointStore.open(store_path).load()
+    frames, offsets = store.frames_array(), store.offsets
+    out = proc.alloc(BATCH)
+    order = np.random.default_rng(0).permutation(N)
+    t0 = time.perf_counter()
+    for s in range(0, N, BATCH):
+        proc.process(frames, offsets, order[s:s + BATCH], 1, out)
+    return N / (time.perf_counter() - t0)
 
 
 def per_sample_dataloader_rate(store_path, proc, n: int = 1024) -> float:
