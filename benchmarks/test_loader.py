@@ -93,7 +93,7 @@ def test_loader_in_memory(benchmark, store_path, augment):
     load_s = time.perf_counter() - t0
     with loader:
         res = run_epochs(benchmark, loader)
-    bare = processor_only_rate(store_path, proc, augment is not None)
+    bare = processor_only_rate(store_path, proc)
     benchmark.extra_info.update({"load_s": round(load_s, 3),
                                  "samples_per_s_with_load": round(N / (load_s + res["first_epoch_s"])),
                                  "processor_only_samples_per_s": round(bare),
@@ -134,7 +134,7 @@ def test_loader_overhead(benchmark, store_path):
     print(f"\nloader overhead: {res['rate']:.0f} samples/s {dict(benchmark.extra_info)}")
 
 
-def processor_only_rate(store_path, proc, augmented: bool) -> float:
+def processor_only_rate(store_path, proc) -> float:
     """The engine alone on the same batches in this thread (no loader): the ceiling the loader can approach."""
     from slr_fast.store import KeypointStore
 
