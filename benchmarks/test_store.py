@@ -22,7 +22,7 @@ from slr_fast.layout import DEFAULT_LAYOUT
 from slr_fast.store import DEFAULT_CHUNK_FRAMES, DEFAULT_COMPRESSION, KeypointStore, compression_presets, write_store
 
 POSE_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pose-samples"
-CHUNK_SIZES = (256, 1024, 4096)
+CHUNK_SIZES = (256, 512, 2048)
 BATCH = 32
 
 
@@ -118,8 +118,11 @@ def compression_table():
 @pytest.mark.parametrize("data", ["walks", "real"])
 def test_compression(benchmark, tmp_path, walks, compression_table, data, compression):
     seqs = walks if data == "walks" else real_keypoints()
-    store, encode_s = _write(tmp_path / "s.zarr", seqs, compression=compression)
     flat = np.concatenate(seqs)
+    # A last partial chunk is stored full size (NaN padding): the 545 real frames go in one exact chunk (about the
+    # default size) so padding does not bias their ratios; for the ~17k synthetic frames it is under 3%.
+    chunk = len(flat) if data == "real" else DEFAULT_CHUNK_FRAMES
+    store, encode_s = _write(tmp_path / "s.zarr", seqs, compression=compression, chunk_frames=chunk)
     decoded = KeypointStore.open(tmp_path / "s.zarr").frames_array()
     assert np.array_equal(decoded.view(np.uint32), flat.view(np.uint32))  # lossless, NaN bits included
 
