@@ -8,6 +8,7 @@
     batch = store.get_many(store.select(split="train", classes=range(500))[:32])
 """
 
+from slr_fast.store.edit import write_signer_split, write_splits
 from slr_fast.store.reader import KeypointStore
 from slr_fast.store.schema import (
     DEFAULT_CHUNK_FRAMES,
@@ -34,5 +35,7 @@ __all__ = [
     "compression_presets",
     "signer_split",
     "split_code",
+    "write_signer_split",
+    "write_splits",
     "write_store",
 ]

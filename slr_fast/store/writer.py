@@ -125,6 +125,7 @@ class StoreWriter:
         self.where = describe(path)
         self._url = is_url(path)
         self._closed = False
+        self._overwrite = overwrite
         self._chunk = int(chunk_frames)
         # Flush whole chunks only (no chunk is ever rewritten); ~16 chunks keeps the buffer at ~10 MB for 87x2.
         self._flush_at = max(self._chunk, int(flush_frames or 16 * self._chunk))
@@ -293,6 +294,9 @@ class StoreWriter:
         state = _local_state(self._final)
         if state == "foreign":
             raise StoreError(f"{self.where}: something that is not an slr_fast store appeared there while writing")
+        if state == "complete" and not self._overwrite:  # another writer published first
+            raise StoreError(f"{self.where}: a complete store appeared there while writing; pass overwrite=True "
+                             f"to replace it")
         if state == "empty":
             self._final.rmdir()
         if state in ("complete", "incomplete"):

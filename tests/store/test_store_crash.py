@@ -137,3 +137,13 @@ def test_write_store_length_mismatch(tmp_path):
     assert not (tmp_path / "s.zarr").exists()
     with pytest.raises(ValueError, match="signers has 1 entries but labels has 2"):
         write_store(tmp_path / "s.zarr", smooth_sequences(2), [0, 0], signers=[1])
+
+
+def test_second_writer_does_not_clobber_a_store_published_meanwhile(tmp_path):
+    path = tmp_path / "s.zarr"
+    slow = StoreWriter(path, classes=["a"], progress=False)
+    slow.append(smooth_sequences(1)[0], 0)
+    write_store(path, smooth_sequences(3), [0] * 3)  # another ingest finishes first
+    with pytest.raises(StoreError, match="a complete store appeared there while writing"):
+        slow.close()
+    assert len(KeypointStore.open(path)) == 3 and _leftovers(path) == []

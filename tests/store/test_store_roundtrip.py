@@ -126,3 +126,20 @@ def test_provenance_can_be_completed_before_close(tmp_path):
         w.provenance["skipped"] = [["bad.parquet", "no frames"]]
     prov = KeypointStore.open(tmp_path / "s.zarr").provenance
     assert prov["skipped"] == [["bad.parquet", "no frames"]] and prov["source_format"] == "gislr"
+
+
+def test_zero_length_sequences_and_index_errors(tmp_path):
+    seqs = [np.zeros((0, 87, 2), np.float32), *smooth_sequences(2, lengths=[3, 5]), np.zeros((0, 87, 2), np.float32)]
+    store = write_store(tmp_path / "s.zarr", seqs, [0] * 4, chunk_frames=4)
+    assert store.lengths.tolist() == [0, 3, 5, 0]
+    for source in (store, store.load()):
+        got = source.get_many([3, 0, 2, 0])
+        assert [g.shape[0] for g in got] == [0, 0, 5, 0]
+        assert _equal(got[2], seqs[2])
+        assert source[0][0].shape == (0, 87, 2)
+        with pytest.raises(IndexError, match="sequence index 4 out of range for 4 sequences"):
+            source[4]
+        with pytest.raises(IndexError, match=r"frame range \[2, 9\) outside 0..8"):
+            source.read_frames(2, 9)
+    assert "4 sequences, 8 frames, 1 classes" in repr(store) and "on disk" in repr(store)
+    assert "in memory" in repr(store.load())

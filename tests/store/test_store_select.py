@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from store_testing import smooth_sequences
 
-from slr_fast.store import class_subset, signer_split, write_store
+from slr_fast.store import class_subset, signer_split, write_signer_split, write_splits, write_store
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +89,26 @@ def test_signer_split_small_and_unknown():
         signer_split(signers, fractions=(0.5, 0.1, 0.1))
     with pytest.raises(ValueError, match="unknown='x'"):
         signer_split(signers, unknown="x")
+
+
+def test_write_signer_split_into_store(tmp_path):
+    path = tmp_path / "nosplit.zarr"
+    signers = [i % 7 for i in range(70)]
+    write_store(path, smooth_sequences(70, max_len=4), [0] * 70, signers=signers)
+    store = write_signer_split(path, fractions=(0.6, 0.2, 0.2), seed=5)
+    assert np.array_equal(store.splits, signer_split(np.array(signers), fractions=(0.6, 0.2, 0.2), seed=5))
+    for s in range(7):
+        assert len(set(store.splits[store.signers == s])) == 1
+    assert store.split_counts()["none"] == 0 and min(store.split_counts()[k] for k in ("train", "val", "test")) > 0
+    assert store.provenance["split"] == {"kind": "signer", "fractions": [0.6, 0.2, 0.2], "seed": 5, "unknown": "error"}
+    with pytest.raises(ValueError, match="3 split entries given for 70 sequences"):
+        write_splits(path, ["train"] * 3)
+    store = write_splits(path, ["test"] * 70)
+    assert store.split_counts()["test"] == 70 and store.provenance["split"] == {"kind": "explicit"}
+
+
+def test_write_splits_at_url():
+    url = "memory://slr-fast-tests/splits/s.zarr"
+    write_store(url, smooth_sequences(4, max_len=4), [0] * 4, signers=[0, 1, 2, 3])
+    store = write_splits(url, [None, "train", 1, "test"])
+    assert store.splits.tolist() == [-1, 0, 1, 2]

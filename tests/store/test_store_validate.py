@@ -134,3 +134,9 @@ def test_frames_wrong_rank(store_path):
     _replace(store_path, "frames", np.zeros((10, 174), np.float32))
     with pytest.raises(StoreError, match=r"array 'frames' has shape \(10, 174\), expected 3 dimension"):
         KeypointStore.open(store_path)
+
+
+def test_zarr_v2_group_is_refused(tmp_path):
+    zarr.open_group(tmp_path / "v2.zarr", mode="w", zarr_format=2)
+    with pytest.raises(StoreError, match=r"v2\.zarr: (zarr format 2|no keypoint store)"):
+        KeypointStore.open(tmp_path / "v2.zarr")
