@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,23 +16,13 @@ from slr_fast.train.config import TrainConfig
 from slr_fast.train.runtime import Runtime
 
 
-def augment_from_config(spec, where: str = "augment"):
-    """`"default"`, `"none"`, a JSON file path, or a list of op dicts → an AugmentPipeline (or None)."""
-    from slr_fast.augment import AugmentPipeline, default_pipeline
+def augment_from_config(spec):
+    """A pipeline name ("default", "full", "none"), a JSON file, or a list of op dicts → AugmentPipeline or None."""
+    from slr_fast.augment import load_pipeline
 
-    if spec in (None, "none", "", []):
+    if spec in (None, "", "none", []):
         return None
-    if spec == "default":
-        return default_pipeline()
-    if isinstance(spec, str):
-        path = Path(spec)
-        if not path.exists():
-            raise FileNotFoundError(f"{where}: {spec!r} is neither 'default', 'none' nor an existing JSON file")
-        try:
-            spec = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
-    return AugmentPipeline.from_config(spec)
+    return load_pipeline(spec)
 
 
 @dataclass

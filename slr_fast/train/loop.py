@@ -192,7 +192,7 @@ class Trainer:
             self.partial["loss"] += float(loss.detach()) * b
             self.partial["n"] += b
             self.partial["correct"] += float((out.logits.detach().argmax(1) == label).sum())
-            bar.set_postfix(loss=f"{float(loss):.3f}", sps=f"{seen / (time.perf_counter() - t0):.0f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", sps=f"{seen / (time.perf_counter() - t0):.0f}")
             bar.update(1)
             if cfg.save_every_steps and self.step % cfg.save_every_steps == 0:
                 self._save("last.pt")

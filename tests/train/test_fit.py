@@ -1,0 +1,131 @@
+"""End-to-end training on CPU: outputs of a run, resume after a kill, fine-tuning stages, eval and predict, DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from slr_fast.cli.main import main
+from slr_fast.train.checkpoint import CheckpointError, load_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _weights(run_dir):
+    return load_checkpoint(Path(run_dir) / "last.pt")["model"]
+
+
+def test_train_writes_run_outputs_and_eval_predict(small_store, small_args, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(small_args(small_store, run, "--mixup", "0.5")) == 0
+    for name in ("config.json", "metrics.jsonl", "last.pt", "best.pt", "loss.png", "accuracy.png", "lr.png",
+                 "report.md", "summary.json"):
+        assert (run / name).exists(), name
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [0, 1]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "ema_val_acc", "lr", "samples_per_s"):
+        assert all(key in e for e in epochs), key
+    ck = load_checkpoint(run / "last.pt")
+    assert ck["epoch"] == 2 and ck["classes"] == ["sign_000", "sign_001", "sign_002", "sign_003"]
+    assert ck["kernels"]["attention"] in ("native", "torch") and ck["config"]["data"]["frames"] == 16
+    assert ck["ema"] is not None and ck["augment"]  # the augmentation pipeline is saved with the run
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run), "--store", small_store, "--split", "test", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    from slr_fast.store import KeypointStore
+
+    assert r["samples"] == KeypointStore.open(small_store).split_counts()["test"]
+    assert 0.0 <= r["top1"] <= r["top5"] <= 1.0 and set(r["per_class"]) <= set(ck["classes"])
+    # Predict from GISLR parquet files written from the store's own sequences.
+    from slr_fast.ingest.gislr_format import write_gislr_file
+
+    store = KeypointStore.open(small_store)
+    files = []
+    for i in range(2):
+        path = tmp_path / f"seq{i}.parquet"
+        frames = store[i][0]
+        full = np.full((len(frames), 543, 3), np.nan)
+        full[:, store.layout.gislr_rows(), :2] = frames  # z left NaN: the layout is x/y
+        write_gislr_file(path, full)
+        files.append(str(path))
+    assert main(["predict", "--checkpoint", str(run / "best.pt"), *files, "--top-k", "3", "--json"]) == 0
+    preds = json.loads(capsys.readouterr().out)
+    assert [len(p["top"]) for p in preds] == [3, 3]
+    assert all(abs(sum(t["prob"] for t in p["top"]) - 1) < 1 for p in preds)
+    assert all(p["top"][0]["prob"] >= p["top"][1]["prob"] for p in preds)
+
+
+def test_bad_checkpoint_and_existing_run_are_clear_errors(small_store, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(bad)
+    assert main(["eval", "--checkpoint", str(bad), "--store", small_store]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+
+
+def _run_cli(args, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "slr_fast", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(small_store, small_args, tmp_path):
+    extra = ("--save-every-steps", "1", "--mixup", "0.5")
+    full = _run_cli(small_args(small_store, tmp_path / "full", *extra))
+    killed = _run_cli(small_args(small_store, tmp_path / "killed", *extra))
+    ckpt = tmp_path / "killed" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and killed.poll() is None:
+        if ckpt.exists() and load_checkpoint(ckpt)["step"] >= 3:
+            break
+        time.sleep(0.05)
+    assert killed.poll() is None, "training finished before it could be killed: " + killed.stdout.read()
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    step = load_checkpoint(ckpt)["step"]
+    resumed = _run_cli(["train", "--resume", str(tmp_path / "killed"), "--no-progress"])
+    out_r, out_f = resumed.communicate(timeout=300)[0], full.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, out_r
+    assert full.returncode == 0, out_f
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "killed")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), f"resumed at step {step} differs from the uninterrupted run"
+    hist_f = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    hist_r = [json.loads(x) for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["val_acc"] for h in hist_f] == [h["val_acc"] for h in hist_r]
+
+
+def test_fine_tune_stage_with_new_class_subset(small_store, small_args, tmp_path, capsys):
+    first = tmp_path / "stage1"
+    assert main(small_args(small_store, first, "--classes", "sign_000,sign_001,sign_002")) == 0
+    assert main(small_args(small_store, tmp_path / "stage2", "--init-from", str(first / "best.pt"))) == 2
+    assert "pass --new-head" in capsys.readouterr().err
+    second = tmp_path / "stage2b"
+    assert main(small_args(small_store, second, "--init-from", str(first / "best.pt"), "--new-head",
+                           "--lr", "5e-4", "--schedule", "onecycle")) == 0
+    s1, s2 = load_checkpoint(first / "best.pt"), load_checkpoint(second / "last.pt")
+    assert len(s1["classes"]) == 3 and len(s2["classes"]) == 4
+    assert s2["config"]["init_from"].endswith("best.pt")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ranks_agree(small_store, small_args, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+           "-m", "slr_fast", *small_args(small_store, run, "--epochs", "1")]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    assert len(summary["rank_param_digests"]) == 2 and summary["ranks_agree"]
+    epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(epochs) == 1  # only rank 0 wrote
