@@ -108,7 +108,8 @@ def read_gislr_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *,
     coords = list(layout.channels)
     wanted = ["frame"] + (["type", "landmark_index"] if verify else []) + coords
     try:
-        pf = pq.ParquetFile(path, read_dictionary=["type"] if verify else None)
+        # memory_map: decoders read the page cache directly instead of copying each file (~5% per file).
+        pf = pq.ParquetFile(path, read_dictionary=["type"] if verify else None, memory_map=True)
     except FileNotFoundError as e:
         raise IngestError(path, "file not found") from e
     except (OSError, pa.ArrowException) as e:
