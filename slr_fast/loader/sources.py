@@ -109,6 +109,7 @@ class ChunkedSource:
                 local_offsets = np.zeros(len(parts) + 1, np.int64)
                 np.cumsum(lengths, out=local_offsets[1:])
                 frames = np.concatenate(parts) if parts else np.zeros((0,) + self.store_shape_tail(), np.float32)
+                del parts  # views into the blocks: holding them would keep released blocks alive a batch longer
                 yield frames, local_offsets, np.arange(len(idx), dtype=np.int64)
                 for k in need_set:
                     if last_batch[k] == b:
