@@ -133,11 +133,13 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[tuple[T, R | BaseException]]:
-    """Yield (item, fn(item) or the exception it raised) in input order, computing up to `workers` ahead.
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
+                ahead: int | None = None) -> Iterator[tuple[T, R | BaseException]]:
+    """Yield (item, fn(item) or the exception it raised) in input order, computed on `workers` threads.
 
-    In-flight work is bounded (4 per worker), so memory stays flat on corpora of any size while the consumer
-    (the store writer) sees results in a deterministic order.
+    In-flight work is bounded (`ahead` results), so memory stays flat on corpora of any size while the consumer
+    (the store writer) sees results in a deterministic order. The bound is generous (a few MB of frames) so that
+    readers keep going while the consumer is busy compressing and writing a batch of chunks.
     """
     def call(item: T) -> R | BaseException:
         try:
@@ -150,11 +152,12 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
             yield item, call(item)
         return
     window: deque[tuple[T, Future]] = deque()
+    limit = ahead if ahead is not None else 64 + 8 * workers
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slr-ingest") as pool:
         try:
             for item in items:
                 window.append((item, pool.submit(call, item)))
-                if len(window) >= 4 * workers:
+                if len(window) >= limit:
                     done, fut = window.popleft()
                     yield done, fut.result()
             while window:
