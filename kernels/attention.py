@@ -68,6 +68,67 @@ def _prune_by_length(configs: list, named_args: dict, **kwargs) -> list:
     return kept or [min(configs, key=lambda c: c.kwargs.get("BLOCK_M", 16) * c.kwargs.get("BLOCK_N", 16))]
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Device helpers. The kernels call them by the names below, which _kernels() binds to the helpers jitted for the
+# mode in force (interpreter or compiler) before any launch; the *_impl functions are their sources.
+# ----------------------------------------------------------------------------------------------------------------
+
+_offset_rotation = _rope_angles = _rope_tile = _store_unrotated = _visible_range = None
+
+
+def _offset_rotation_impl(OFFSETS, INV_FREQ, b, offs_e, half):
+    # cos and sin of offsets[b]·θ_e, (BLOCK_HALF,) fp32: the per-sequence part of every angle in this program.
+    inv_freq = tl.load(INV_FREQ + offs_e, mask=offs_e < half, other=0.0)
+    angle = tl.load(OFFSETS + b).to(tl.float32) * inv_freq
+    return tl.cos(angle), tl.sin(angle)
+
+
+def _rope_angles_impl(COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o):
+    # cos and sin of (offsets[b] + t)·θ_e for a (rows, BLOCK_HALF) tile: table rows for t, turned by the offset
+    # with the angle-sum identities (four FMAs instead of a sin and a cos per element).
+    mask = (offs_t[:, None] < T) & (offs_e[None, :] < half)
+    table = offs_t[:, None] * half + offs_e[None, :]
+    cos_t = tl.load(COS_T + table, mask=mask, other=1.0)
+    sin_t = tl.load(SIN_T + table, mask=mask, other=0.0)
+    return cos_t * cos_o[None, :] - sin_t * sin_o[None, :], sin_t * cos_o[None, :] + cos_t * sin_o[None, :]
+
+
+def _rope_tile_impl(X, stride_t, stride_d, COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o):
+    # Load the two halves of a (rows, D) tile of un-rotated q or k and return them rotated, in fp32.
+    rows = X + offs_t[:, None] * stride_t
+    mask = (offs_t[:, None] < T) & (offs_e[None, :] < half)
+    x1 = tl.load(rows + offs_e[None, :] * stride_d, mask=mask, other=0.0).to(tl.float32)
+    x2 = tl.load(rows + (offs_e[None, :] + half) * stride_d, mask=mask, other=0.0).to(tl.float32)
+    cos, sin = _rope_angles(COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o)
+    return x1 * cos - x2 * sin, x2 * cos + x1 * sin
+
+
+def _store_unrotated_impl(X, stride_t, stride_d, dx1, dx2, COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o):
+    # Store Rᵀ·[dx1, dx2] (the gradient w.r.t. the un-rotated input): the same rotation with −sin.
+    cos, sin = _rope_angles(COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o)
+    rows = X + offs_t[:, None] * stride_t
+    mask = (offs_t[:, None] < T) & (offs_e[None, :] < half)
+    tl.store(rows + offs_e[None, :] * stride_d, (dx1 * cos + dx2 * sin).to(X.dtype.element_ty), mask=mask)
+    tl.store(rows + (offs_e[None, :] + half) * stride_d, (dx2 * cos - dx1 * sin).to(X.dtype.element_ty), mask=mask)
+
+
+def _visible_range_impl(start, length, WINDOW, SPAN: tl.constexpr, STEP: tl.constexpr, HAS_WINDOW: tl.constexpr):
+    # [lo, hi) of the rows on the other side that a block of SPAN rows at `start` can see: inside the window and
+    # below the length, and none at all when the block itself lies past the length. lo is aligned to STEP tiles.
+    end = tl.where(start < length, length, 0)
+    lo = end * 0
+    hi = end
+    if HAS_WINDOW:
+        lo = tl.maximum(start - WINDOW, 0) // STEP * STEP
+        hi = tl.minimum(start + SPAN + WINDOW, end)
+    return lo, hi
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Kernels
+# ----------------------------------------------------------------------------------------------------------------
+
+
 # Forward: big query blocks amortise the K/V stream; T is 64-256 in the model, so 32-128 covers it.
 _FWD_CONFIGS = [
     triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
@@ -81,10 +142,11 @@ _FWD_CONFIGS = [
 
 def _attn_fwd(
     Q, K, V,  # (B, H, T, D) inputs, any strides, un-rotated q and k
-    Out,  # (B, H, T, D) output, contiguous
+    Out,  # (B, H, T, D) output
     LSE,  # (B·H, T) fp32 out: base-2 log-sum-exp of scaled scores, +inf for rows that see no key
     LENGTHS, OFFSETS,  # (B,) int32: valid length and first RoPE position per sequence
-    INV_FREQ,  # (D/2,) fp32: base^(-2e/D), built on the host like the reference
+    INV_FREQ,  # (D/2,) fp32: θ_e = base^(-2e/D), the reference's values
+    COS_T, SIN_T,  # (T, D/2) fp32: cos and sin of t·θ_e, the reference's values
     stride_qb, stride_qh, stride_qt, stride_qd,
     stride_kb, stride_kh, stride_kt, stride_kd,
     stride_vb, stride_vh, stride_vt, stride_vd,
@@ -104,55 +166,30 @@ def _attn_fwd(
     b = bh // H
     h = bh % H
     length = tl.minimum(tl.maximum(tl.load(LENGTHS + b), 0), T)
-    offset = tl.load(OFFSETS + b)
     half = HEAD_DIM // 2
-
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_e = tl.arange(0, BLOCK_HALF)
     offs_d = tl.arange(0, BLOCK_D)
-    mask_e = offs_e < half
     mask_d = offs_d < HEAD_DIM
-    inv_freq = tl.load(INV_FREQ + offs_e, mask=mask_e, other=0.0)
+    cos_o, sin_o = _offset_rotation(OFFSETS, INV_FREQ, b, offs_e, half)
 
-    # Rotated Q tile, kept in the input dtype so the dots run on tensor cores with fp32 accumulation.
-    q_rows = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qt
-    q_mask = (offs_m[:, None] < T) & mask_e[None, :]
-    q1 = tl.load(q_rows + offs_e[None, :] * stride_qd, mask=q_mask, other=0.0).to(tl.float32)
-    q2 = tl.load(q_rows + (offs_e[None, :] + half) * stride_qd, mask=q_mask, other=0.0).to(tl.float32)
-    angle = (offset + offs_m).to(tl.float32)[:, None] * inv_freq[None, :]
-    cos = tl.cos(angle)
-    sin = tl.sin(angle)
-    q1r = (q1 * cos - q2 * sin).to(Q.dtype.element_ty)
-    q2r = (q2 * cos + q1 * sin).to(Q.dtype.element_ty)
-
-    # Key range this block can see: [lo, hi). A block of padded query rows visits nothing.
-    kv_end = tl.where(start_m < length, length, 0)
-    if HAS_WINDOW:
-        lo = tl.maximum(start_m - WINDOW, 0) // BLOCK_N * BLOCK_N
-        hi = tl.minimum(start_m + BLOCK_M + WINDOW, kv_end)
-    else:
-        lo = 0
-        hi = kv_end
+    # Rotated Q tile in the input dtype, so the dots run on tensor cores with fp32 accumulation.
+    q1, q2 = _rope_tile(Q + b * stride_qb + h * stride_qh, stride_qt, stride_qd, COS_T, SIN_T, offs_m, offs_e,
+                        half, T, cos_o, sin_o)
+    q1 = q1.to(Q.dtype.element_ty)
+    q2 = q2.to(Q.dtype.element_ty)
 
     k_base = K + b * stride_kb + h * stride_kh
     v_base = V + b * stride_vb + h * stride_vh
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    lo, hi = _visible_range(start_m, length, WINDOW, BLOCK_M, BLOCK_N, HAS_WINDOW)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        k_rows = k_base + offs_n[:, None] * stride_kt
-        k_mask = (offs_n[:, None] < T) & mask_e[None, :]
-        k1 = tl.load(k_rows + offs_e[None, :] * stride_kd, mask=k_mask, other=0.0).to(tl.float32)
-        k2 = tl.load(k_rows + (offs_e[None, :] + half) * stride_kd, mask=k_mask, other=0.0).to(tl.float32)
-        angle_k = (offset + offs_n).to(tl.float32)[:, None] * inv_freq[None, :]
-        cos_k = tl.cos(angle_k)
-        sin_k = tl.sin(angle_k)
-        k1r = (k1 * cos_k - k2 * sin_k).to(K.dtype.element_ty)
-        k2r = (k2 * cos_k + k1 * sin_k).to(K.dtype.element_ty)
-
-        s = tl.dot(q1r, tl.trans(k1r), input_precision=DOT_PRECISION)
-        s = tl.dot(q2r, tl.trans(k2r), s, input_precision=DOT_PRECISION)
+        k1, k2 = _rope_tile(k_base, stride_kt, stride_kd, COS_T, SIN_T, offs_n, offs_e, half, T, cos_o, sin_o)
+        s = tl.dot(q1, tl.trans(k1.to(K.dtype.element_ty)), input_precision=DOT_PRECISION)
+        s = tl.dot(q2, tl.trans(k2.to(K.dtype.element_ty)), s, input_precision=DOT_PRECISION)
         s = s * qk_scale
         visible = offs_n[None, :] < length
         if HAS_WINDOW:
@@ -216,7 +253,7 @@ def _attn_bwd_dkdv(
     Q, K, V, DO,  # (B, H, T, D) forward inputs and incoming gradient, any strides
     LSE, DELTA,  # (B·H, T) fp32 from the forward pass and the delta kernel
     DK, DV,  # (B, H, T, D) out: gradients w.r.t. the un-rotated k and v
-    LENGTHS, OFFSETS, INV_FREQ,
+    LENGTHS, OFFSETS, INV_FREQ, COS_T, SIN_T,  # as in the forward kernel
     stride_qb, stride_qh, stride_qt, stride_qd,
     stride_kb, stride_kh, stride_kt, stride_kd,
     stride_vb, stride_vh, stride_vt, stride_vd,
@@ -235,62 +272,41 @@ def _attn_bwd_dkdv(
     b = bh // H
     h = bh % H
     length = tl.minimum(tl.maximum(tl.load(LENGTHS + b), 0), T)
-    offset = tl.load(OFFSETS + b)
     half = HEAD_DIM // 2
-
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_e = tl.arange(0, BLOCK_HALF)
     offs_d = tl.arange(0, BLOCK_D)
-    mask_e = offs_e < half
     mask_d = offs_d < HEAD_DIM
-    inv_freq = tl.load(INV_FREQ + offs_e, mask=mask_e, other=0.0)
+    cos_o, sin_o = _offset_rotation(OFFSETS, INV_FREQ, b, offs_e, half)
 
     # This program's key block, rotated once and kept for every query block.
-    k_rows = K + b * stride_kb + h * stride_kh + offs_n[:, None] * stride_kt
-    k_mask = (offs_n[:, None] < T) & mask_e[None, :]
-    k1 = tl.load(k_rows + offs_e[None, :] * stride_kd, mask=k_mask, other=0.0).to(tl.float32)
-    k2 = tl.load(k_rows + (offs_e[None, :] + half) * stride_kd, mask=k_mask, other=0.0).to(tl.float32)
-    angle_k = (offset + offs_n).to(tl.float32)[:, None] * inv_freq[None, :]
-    cos_k = tl.cos(angle_k)
-    sin_k = tl.sin(angle_k)
-    k1r = (k1 * cos_k - k2 * sin_k).to(K.dtype.element_ty)
-    k2r = (k2 * cos_k + k1 * sin_k).to(K.dtype.element_ty)
+    k1, k2 = _rope_tile(K + b * stride_kb + h * stride_kh, stride_kt, stride_kd, COS_T, SIN_T, offs_n, offs_e,
+                        half, T, cos_o, sin_o)
+    k1 = k1.to(K.dtype.element_ty)
+    k2 = k2.to(K.dtype.element_ty)
     v = tl.load(V + b * stride_vb + h * stride_vh + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd,
                 mask=(offs_n[:, None] < T) & mask_d[None, :], other=0.0)
-
-    # Query rows that can see this block: inside the window and below the length (padded rows have P = 0).
-    q_end = tl.where(start_n < length, length, 0)
-    if HAS_WINDOW:
-        lo = tl.maximum(start_n - WINDOW, 0) // BLOCK_M * BLOCK_M
-        hi = tl.minimum(start_n + BLOCK_N + WINDOW, q_end)
-    else:
-        lo = 0
-        hi = q_end
 
     q_base = Q + b * stride_qb + h * stride_qh
     do_base = DO + b * stride_dob + h * stride_doh
     dk1 = tl.zeros([BLOCK_N, BLOCK_HALF], tl.float32)
     dk2 = tl.zeros([BLOCK_N, BLOCK_HALF], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    # Query rows that can see this block (padded rows past the length have P = 0 and are skipped too).
+    lo, hi = _visible_range(start_n, length, WINDOW, BLOCK_N, BLOCK_M, HAS_WINDOW)
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
-        q_rows = q_base + offs_m[:, None] * stride_qt
-        q_mask = (offs_m[:, None] < T) & mask_e[None, :]
-        q1 = tl.load(q_rows + offs_e[None, :] * stride_qd, mask=q_mask, other=0.0).to(tl.float32)
-        q2 = tl.load(q_rows + (offs_e[None, :] + half) * stride_qd, mask=q_mask, other=0.0).to(tl.float32)
-        angle = (offset + offs_m).to(tl.float32)[:, None] * inv_freq[None, :]
-        cos = tl.cos(angle)
-        sin = tl.sin(angle)
-        q1r = (q1 * cos - q2 * sin).to(Q.dtype.element_ty)
-        q2r = (q2 * cos + q1 * sin).to(Q.dtype.element_ty)
+        q1, q2 = _rope_tile(q_base, stride_qt, stride_qd, COS_T, SIN_T, offs_m, offs_e, half, T, cos_o, sin_o)
+        q1 = q1.to(Q.dtype.element_ty)
+        q2 = q2.to(Q.dtype.element_ty)
         do = tl.load(do_base + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod,
                      mask=(offs_m[:, None] < T) & mask_d[None, :], other=0.0)
         lse = tl.load(LSE + bh * T + offs_m, mask=offs_m < T, other=float("inf"))
         delta = tl.load(DELTA + bh * T + offs_m, mask=offs_m < T, other=0.0)
 
         # Transposed scores (keys × queries) so every product below lands in this block's rows.
-        s_t = tl.dot(k1r, tl.trans(q1r), input_precision=DOT_PRECISION)
-        s_t = tl.dot(k2r, tl.trans(q2r), s_t, input_precision=DOT_PRECISION)
+        s_t = tl.dot(k1, tl.trans(q1), input_precision=DOT_PRECISION)
+        s_t = tl.dot(k2, tl.trans(q2), s_t, input_precision=DOT_PRECISION)
         visible = offs_n[:, None] < length
         if HAS_WINDOW:
             dist = offs_m[None, :] - offs_n[:, None]
@@ -299,16 +315,11 @@ def _attn_bwd_dkdv(
         dv = tl.dot(p_t.to(DO.dtype.element_ty), do, dv, input_precision=DOT_PRECISION)
         dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
         ds_t = (p_t * (dp_t - delta[None, :])).to(Q.dtype.element_ty)
-        dk1 = tl.dot(ds_t, q1r, dk1, input_precision=DOT_PRECISION)
-        dk2 = tl.dot(ds_t, q2r, dk2, input_precision=DOT_PRECISION)
+        dk1 = tl.dot(ds_t, q1, dk1, input_precision=DOT_PRECISION)
+        dk2 = tl.dot(ds_t, q2, dk2, input_precision=DOT_PRECISION)
 
-    # dK = Rᵀ dK̃: rotate back with −sin.
-    dk1 = dk1 * sm_scale
-    dk2 = dk2 * sm_scale
-    dk_rows = DK + b * stride_dkb + h * stride_dkh + offs_n[:, None] * stride_dkt
-    tl.store(dk_rows + offs_e[None, :] * stride_dkd, (dk1 * cos_k + dk2 * sin_k).to(DK.dtype.element_ty), mask=k_mask)
-    tl.store(dk_rows + (offs_e[None, :] + half) * stride_dkd, (dk2 * cos_k - dk1 * sin_k).to(DK.dtype.element_ty),
-             mask=k_mask)
+    _store_unrotated(DK + b * stride_dkb + h * stride_dkh, stride_dkt, stride_dkd, dk1 * sm_scale, dk2 * sm_scale,
+                     COS_T, SIN_T, offs_n, offs_e, half, T, cos_o, sin_o)
     tl.store(DV + b * stride_dvb + h * stride_dvh + offs_n[:, None] * stride_dvt + offs_d[None, :] * stride_dvd,
              dv.to(DV.dtype.element_ty), mask=(offs_n[:, None] < T) & mask_d[None, :])
 
@@ -317,7 +328,7 @@ def _attn_bwd_dq(
     Q, K, V, DO,  # (B, H, T, D) forward inputs and incoming gradient, any strides
     LSE, DELTA,  # (B·H, T) fp32
     DQ,  # (B, H, T, D) out: gradient w.r.t. the un-rotated q
-    LENGTHS, OFFSETS, INV_FREQ,
+    LENGTHS, OFFSETS, INV_FREQ, COS_T, SIN_T,  # as in the forward kernel
     stride_qb, stride_qh, stride_qt, stride_qd,
     stride_kb, stride_kh, stride_kt, stride_kd,
     stride_vb, stride_vh, stride_vt, stride_vd,
@@ -333,58 +344,37 @@ def _attn_bwd_dq(
     b = bh // H
     h = bh % H
     length = tl.minimum(tl.maximum(tl.load(LENGTHS + b), 0), T)
-    offset = tl.load(OFFSETS + b)
     half = HEAD_DIM // 2
-
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_e = tl.arange(0, BLOCK_HALF)
     offs_d = tl.arange(0, BLOCK_D)
-    mask_e = offs_e < half
     mask_d = offs_d < HEAD_DIM
-    inv_freq = tl.load(INV_FREQ + offs_e, mask=mask_e, other=0.0)
+    cos_o, sin_o = _offset_rotation(OFFSETS, INV_FREQ, b, offs_e, half)
 
-    q_rows = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qt
-    q_mask = (offs_m[:, None] < T) & mask_e[None, :]
-    q1 = tl.load(q_rows + offs_e[None, :] * stride_qd, mask=q_mask, other=0.0).to(tl.float32)
-    q2 = tl.load(q_rows + (offs_e[None, :] + half) * stride_qd, mask=q_mask, other=0.0).to(tl.float32)
-    angle = (offset + offs_m).to(tl.float32)[:, None] * inv_freq[None, :]
-    cos = tl.cos(angle)
-    sin = tl.sin(angle)
-    q1r = (q1 * cos - q2 * sin).to(Q.dtype.element_ty)
-    q2r = (q2 * cos + q1 * sin).to(Q.dtype.element_ty)
+    q1, q2 = _rope_tile(Q + b * stride_qb + h * stride_qh, stride_qt, stride_qd, COS_T, SIN_T, offs_m, offs_e,
+                        half, T, cos_o, sin_o)
+    q1 = q1.to(Q.dtype.element_ty)
+    q2 = q2.to(Q.dtype.element_ty)
     do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod,
                  mask=(offs_m[:, None] < T) & mask_d[None, :], other=0.0)
     lse = tl.load(LSE + bh * T + offs_m, mask=offs_m < T, other=float("inf"))
     delta = tl.load(DELTA + bh * T + offs_m, mask=offs_m < T, other=0.0)
 
-    kv_end = tl.where(start_m < length, length, 0)
-    if HAS_WINDOW:
-        lo = tl.maximum(start_m - WINDOW, 0) // BLOCK_N * BLOCK_N
-        hi = tl.minimum(start_m + BLOCK_M + WINDOW, kv_end)
-    else:
-        lo = 0
-        hi = kv_end
-
     k_base = K + b * stride_kb + h * stride_kh
     v_base = V + b * stride_vb + h * stride_vh
     dq1 = tl.zeros([BLOCK_M, BLOCK_HALF], tl.float32)
     dq2 = tl.zeros([BLOCK_M, BLOCK_HALF], tl.float32)
+    lo, hi = _visible_range(start_m, length, WINDOW, BLOCK_M, BLOCK_N, HAS_WINDOW)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        k_rows = k_base + offs_n[:, None] * stride_kt
-        k_mask = (offs_n[:, None] < T) & mask_e[None, :]
-        k1 = tl.load(k_rows + offs_e[None, :] * stride_kd, mask=k_mask, other=0.0).to(tl.float32)
-        k2 = tl.load(k_rows + (offs_e[None, :] + half) * stride_kd, mask=k_mask, other=0.0).to(tl.float32)
-        angle_k = (offset + offs_n).to(tl.float32)[:, None] * inv_freq[None, :]
-        cos_k = tl.cos(angle_k)
-        sin_k = tl.sin(angle_k)
-        k1r = (k1 * cos_k - k2 * sin_k).to(K.dtype.element_ty)
-        k2r = (k2 * cos_k + k1 * sin_k).to(K.dtype.element_ty)
+        k1, k2 = _rope_tile(k_base, stride_kt, stride_kd, COS_T, SIN_T, offs_n, offs_e, half, T, cos_o, sin_o)
+        k1 = k1.to(K.dtype.element_ty)
+        k2 = k2.to(K.dtype.element_ty)
         v = tl.load(v_base + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd,
                     mask=(offs_n[:, None] < T) & mask_d[None, :], other=0.0)
 
-        s = tl.dot(q1r, tl.trans(k1r), input_precision=DOT_PRECISION)
-        s = tl.dot(q2r, tl.trans(k2r), s, input_precision=DOT_PRECISION)
+        s = tl.dot(q1, tl.trans(k1), input_precision=DOT_PRECISION)
+        s = tl.dot(q2, tl.trans(k2), s, input_precision=DOT_PRECISION)
         visible = offs_n[None, :] < length
         if HAS_WINDOW:
             dist = offs_m[:, None] - offs_n[None, :]
@@ -392,16 +382,11 @@ def _attn_bwd_dq(
         p = tl.where(visible, tl.exp2(s * qk_scale - lse[:, None]), 0.0)
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)
         ds = (p * (dp - delta[:, None])).to(K.dtype.element_ty)
-        dq1 = tl.dot(ds, k1r, dq1, input_precision=DOT_PRECISION)
-        dq2 = tl.dot(ds, k2r, dq2, input_precision=DOT_PRECISION)
+        dq1 = tl.dot(ds, k1, dq1, input_precision=DOT_PRECISION)
+        dq2 = tl.dot(ds, k2, dq2, input_precision=DOT_PRECISION)
 
-    # dQ = Rᵀ dQ̃ with this block's own angles.
-    dq1 = dq1 * sm_scale
-    dq2 = dq2 * sm_scale
-    dq_rows = DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqt
-    tl.store(dq_rows + offs_e[None, :] * stride_dqd, (dq1 * cos + dq2 * sin).to(DQ.dtype.element_ty), mask=q_mask)
-    tl.store(dq_rows + (offs_e[None, :] + half) * stride_dqd, (dq2 * cos - dq1 * sin).to(DQ.dtype.element_ty),
-             mask=q_mask)
+    _store_unrotated(DQ + b * stride_dqb + h * stride_dqh, stride_dqt, stride_dqd, dq1 * sm_scale, dq2 * sm_scale,
+                     COS_T, SIN_T, offs_m, offs_e, half, T, cos_o, sin_o)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -409,9 +394,21 @@ def _attn_bwd_dq(
 # ----------------------------------------------------------------------------------------------------------------
 
 
+# triton.jit picks interpreter or compiler when it is applied, so helpers and kernels are jitted at first launch
+# rather than at import (TRITON_INTERPRET may be set after this module is imported).
+_DEVICE_HELPERS = {
+    "_offset_rotation": _offset_rotation_impl,
+    "_rope_angles": _rope_angles_impl,
+    "_rope_tile": _rope_tile_impl,
+    "_store_unrotated": _store_unrotated_impl,
+    "_visible_range": _visible_range_impl,
+}
+
+
 @functools.cache
-def _kernels(interpret: bool) -> SimpleNamespace:
-    """JIT the kernels for the current mode: fixed small tiles when interpreting, autotuned tiles on a GPU."""
+def _build(interpret: bool) -> SimpleNamespace:
+    """JIT helpers and kernels for one mode: fixed small tiles when interpreting, autotuned tiles on a GPU."""
+    helpers = {name: triton.jit(fn) for name, fn in _DEVICE_HELPERS.items()}
     fns = {name: triton.jit(fn) for name, fn in
            (("fwd", _attn_fwd), ("delta", _attn_bwd_delta), ("dkdv", _attn_bwd_dkdv), ("dq", _attn_bwd_dq))}
     if not interpret:  # the interpreter cannot autotune (and would gain nothing from it)
@@ -420,13 +417,22 @@ def _kernels(interpret: bool) -> SimpleNamespace:
         fns["fwd"] = triton.autotune(_FWD_CONFIGS, key=key, prune_configs_by=prune)(fns["fwd"])
         fns["dkdv"] = triton.autotune(_BWD_CONFIGS, key=key, prune_configs_by=prune)(fns["dkdv"])
         fns["dq"] = triton.autotune(_BWD_CONFIGS, key=key, prune_configs_by=prune)(fns["dq"])
-    return SimpleNamespace(**fns)
+    return SimpleNamespace(helpers=helpers, **fns)
+
+
+def _kernels() -> SimpleNamespace:
+    """The kernels for the mode in force now (TRITON_INTERPRET is read per call, not at import)."""
+    built = _build(interpreting())
+    globals().update(built.helpers)
+    return built
 
 
 @functools.lru_cache(maxsize=64)
-def _inv_freq(head_dim: int, base: float, device: torch.device) -> torch.Tensor:
-    """RoPE inverse frequencies base^(-2e/D) in fp32, with the reference's exact formula (same rounding)."""
-    return base ** (-torch.arange(head_dim // 2, device=device, dtype=torch.float32) * 2.0 / head_dim)
+def _rope_tables(seq_len: int, head_dim: int, base: float, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """θ (D/2,), cos(t·θ) and sin(t·θ) (T, D/2) in fp32, computed with the reference's ops so they match it exactly."""
+    inv_freq = base ** (-torch.arange(head_dim // 2, device=device, dtype=torch.float32) * 2.0 / head_dim)
+    theta = torch.arange(seq_len, device=device, dtype=torch.float32)[:, None] * inv_freq  # (T, D/2)
+    return inv_freq, theta.cos().contiguous(), theta.sin().contiguous()
 
 
 def _launch_args(q: torch.Tensor, window: int | None) -> tuple[dict, int, bool]:
@@ -450,8 +456,8 @@ def _forward_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: to
     lse = torch.empty((B * H, T), dtype=torch.float32, device=q.device)
     meta, w, _ = _launch_args(q, window)
     grid = lambda cfg: (triton.cdiv(T, cfg["BLOCK_M"]), B * H)
-    _kernels(interpreting()).fwd[grid](
-        q, k, v, o, lse, lengths, offsets, _inv_freq(D, base, q.device),
+    _kernels().fwd[grid](
+        q, k, v, o, lse, lengths, offsets, *_rope_tables(T, D, base, q.device),
         *q.stride(), *k.stride(), *v.stride(), *o.stride(), H, T, w, scale * _LOG2E, **meta)
     return o, lse
 
@@ -461,9 +467,9 @@ def _backward_impl(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.
                    scale: float, need_q: bool, need_kv: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch delta, dK/dV and dQ kernels; a gradient that is not needed comes back as an empty tensor."""
     B, H, T, D = q.shape
-    kern = _kernels(interpreting())
+    kern = _kernels()
     meta, w, _ = _launch_args(q, window)
-    inv_freq = _inv_freq(D, base, q.device)
+    tables = _rope_tables(T, D, base, q.device)
     delta = torch.empty((B * H, T), dtype=torch.float32, device=q.device)
     delta_block = meta.get("BLOCK_M", 64)
     kern.delta[(triton.cdiv(T, delta_block), B * H)](
@@ -475,12 +481,12 @@ def _backward_impl(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.
         dk = torch.empty((B, H, T, D), dtype=k.dtype, device=k.device)
         dv = torch.empty((B, H, T, D), dtype=v.dtype, device=v.device)
         grid = lambda cfg: (triton.cdiv(T, cfg["BLOCK_N"]), B * H)
-        kern.dkdv[grid](q, k, v, do, lse, delta, dk, dv, lengths, offsets, inv_freq, *strides,
+        kern.dkdv[grid](q, k, v, do, lse, delta, dk, dv, lengths, offsets, *tables, *strides,
                         *dk.stride(), *dv.stride(), *scalars, **meta)
     if need_q:
         dq = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
         grid = lambda cfg: (triton.cdiv(T, cfg["BLOCK_M"]), B * H)
-        kern.dq[grid](q, k, v, do, lse, delta, dq, lengths, offsets, inv_freq, *strides, *dq.stride(),
+        kern.dq[grid](q, k, v, do, lse, delta, dq, lengths, offsets, *tables, *strides, *dq.stride(),
                       *scalars, **meta)
     return dq, dk, dv
 
