@@ -224,7 +224,8 @@ def ingest_gislr(source: str | os.PathLike, out: str | os.PathLike, *, layout: L
     from slr_fast.store import signer_split
 
     csv_path = find_gislr_csv(source)
-    entries = read_gislr_csv(csv_path)[:limit]
+    entries = read_gislr_csv(csv_path)
+    # Classes and signer splits come from the whole csv, so `limit` gives the same ids and splits as a full run.
     class_names = resolve_classes((e.sign for e in entries), classes)
     split_rule = "csv split column" if any(e.split >= 0 for e in entries) else "none"
     if split_by_signer is not None:
@@ -234,6 +235,7 @@ def ingest_gislr(source: str | os.PathLike, out: str | os.PathLike, *, layout: L
         codes = signer_split(np.array([e.signer for e in entries]), split_fractions, seed=split_by_signer)
         entries = [replace(e, split=int(c)) for e, c in zip(entries, codes, strict=True)]
         split_rule = f"signer_split fractions={list(split_fractions)} seed={split_by_signer}"
+    entries = entries[:limit]
     provenance = {
         "source_format": "gislr", "source": str(csv_path), "layout_name": layout.name,
         "class_order": "class map" if classes is not None else "sorted by name", "split": split_rule,

@@ -51,6 +51,14 @@ def test_worker_count_does_not_change_the_store(gislr_corpus, tmp_path):
     assert a.seq_ids.tolist() == b.seq_ids.tolist()
 
 
+def test_limit_keeps_class_ids_and_splits_of_the_full_csv(gislr_corpus, tmp_path):
+    ingest_gislr(gislr_corpus, tmp_path / "all.zarr", split_by_signer=2, progress=False)
+    ingest_gislr(gislr_corpus, tmp_path / "one.zarr", split_by_signer=2, limit=1, progress=False)
+    full, one = KeypointStore.open(tmp_path / "all.zarr"), KeypointStore.open(tmp_path / "one.zarr")
+    assert len(one) == 1 and one.classes == full.classes and len(full.classes) > 1
+    assert (one.labels[0], one.splits[0], one.seq_ids[0]) == (full.labels[0], full.splits[0], full.seq_ids[0])
+
+
 def test_split_by_signer_keeps_each_signer_in_one_split(gislr_corpus, tmp_path):
     ingest_gislr(gislr_corpus, tmp_path / "s.zarr", split_by_signer=0, split_fractions=(0.5, 0.25, 0.25),
                  progress=False)
