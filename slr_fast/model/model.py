@@ -165,10 +165,16 @@ class SignModel(nn.Module):
                            lengths: torch.Tensor) -> torch.Tensor:
         p = self.config.layerdrop
         for block in blocks:
-            # LayerDrop: skip a whole block in training (one draw per batch, from torch's seeded generator).
-            if self.training and p > 0 and float(torch.rand(())) < p:
-                continue
-            h = block(h, ops, lengths)
+            if not (self.training and p > 0):
+                h = block(h, ops, lengths)
+            elif torch.compiler.is_compiling():
+                # Same distribution without a data-dependent branch, so the compiled graph has no break (the
+                # block is computed and its output discarded: compiled training trades LayerDrop's saving away).
+                keep = torch.rand((), device=h.device) >= p
+                h = torch.where(keep, block(h, ops, lengths), h)
+            elif float(torch.rand(())) >= p:
+                # LayerDrop: the whole block is skipped with probability p, one draw per batch (seeded by torch).
+                h = block(h, ops, lengths)
         return h
 
     def num_parameters(self) -> int:
