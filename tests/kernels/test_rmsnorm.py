@@ -10,6 +10,8 @@ from tolerances import assert_close, assert_close_reduced
 from kernels import reference as R
 from kernels.registry import get_op
 
+pytest.importorskip("triton", reason="the Triton backend needs triton installed")
+
 rmsnorm = get_op("rmsnorm", "triton")
 residual_rmsnorm = get_op("residual_rmsnorm", "triton")
 

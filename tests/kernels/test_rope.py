@@ -10,6 +10,8 @@ from tolerances import assert_close
 from kernels import reference as R
 from kernels.registry import get_op
 
+pytest.importorskip("triton", reason="the Triton backend needs triton installed")
+
 rope = get_op("rope", "triton")
 
 
