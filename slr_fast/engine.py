@@ -290,3 +290,37 @@ class BatchProcessor:
         return {"x": np.stack([r["x"] for r in res]), "mask": np.stack([r["mask"] for r in res]),
                 "length": np.array([r["length"] for r in res], np.int32),
                 "flags": np.array([r["flags"] for r in res], np.int32)}
+
+
+def augment_preview(frames: np.ndarray, layout: Layout, pipeline: AugmentPipeline | list | str | None,
+                    seed: int = 0, epoch: int = 0, sample_id: int = 0, preprocess: PreprocessConfig | None = None,
+                    resampled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(before, after) augmentation of one raw sequence (n, P, C), NaN = missing, for `slr-fast show --augment`.
+
+    Default: the frames just before resampling (hand-less frames dropped, normalized), so time warps show as a
+    change of length; computed by the NumPy reference, which the tests hold equal to the kernel. resampled=True:
+    the kernel's (length, P, C) output instead, missing points NaN.
+    """
+    pc = preprocess if preprocess is not None else PreprocessConfig()
+    plain = BatchProcessor(layout, pc, None, seed)
+    aug_bp = BatchProcessor(layout, pc, pipeline, seed)
+    seq = np.asarray(frames, np.float32)
+    if not resampled:
+        return (plain.reference_sample(seq, epoch, sample_id, stop="resample")["frames"],
+                aug_bp.reference_sample(seq, epoch, sample_id, stop="resample")["frames"])
+    res = []
+    for bp in (plain, aug_bp):
+        out = bp.process(seq, np.array([0, len(seq)]), np.array([0]), epoch, bp.alloc(1), np.array([sample_id]))
+        n = int(out["length"][0])
+        x = out["x"][0, :n, :, :layout.num_channels].copy()
+        x[out["mask"][0, :n] == 0] = np.nan
+        res.append(x)
+    return res[0], res[1]
+
+
+def preview_figure(frames: np.ndarray, layout: Layout, pipeline: AugmentPipeline | list | str | None, **kwargs):
+    """A matplotlib figure: rows "original" and "augmented" of augment_preview (kwargs passed on)."""
+    from slr_fast.viz import draw_comparison
+
+    before, after = augment_preview(frames, layout, pipeline, **kwargs)
+    return draw_comparison({"original": before, "augmented": after}, layout)

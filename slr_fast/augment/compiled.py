@@ -1,6 +1,6 @@
 """Numba versions of the augmentation ops, per sample, in place or into caller-provided buffers.
 
-Inlined into the batch kernel of `slr_fast.engine`; each equals its NumPy twin in `reference.py` and uses the same
+Called from the batch kernel of `slr_fast.engine`; each equals its NumPy twin in `reference.py` and uses the same
 draws (see that module's docstring for the stream layout). No fastmath: NaN marks missing points and must survive.
 """
 
@@ -16,7 +16,7 @@ from slr_fast.augment.rng import normal, stream_key, uniform
 _DEG = math.pi / 180.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def interp_position(pos, L, s):
     """pos[:L] linearly interpolated at fractional index s."""
     i0 = min(int(math.floor(s)), L - 1)
@@ -191,7 +191,7 @@ def dropout(w, m, prm, k1, k2, part_ids, nparts):
                     w[j, p, c] = np.nan
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _start_run(left, u_start, u_len, rate, max_len):
     """New run length at a frame (see reference._runs); returns remaining frames including this one."""
     if left == 0 and u_start < rate:

@@ -1,9 +1,12 @@
 """Numba versions of the preprocessing steps, per sample, writing into caller-provided buffers.
 
-They are inlined into the one batch kernel of `slr_fast.engine` (a `prange` over samples), so a sample costs no
+They are called from the one batch kernel of `slr_fast.engine` (a `prange` over samples), so a sample costs no
 Python at all. Each equals its twin in `reference.py`; intermediate maths is float64, stored as float32 at the same
 points. A point is present when all its channels are finite; after `gather` a missing point is NaN in every
 channel, so later steps test channel 0 only.
+
+Helpers called per point are `inline="always"`: a Numba call that passes arrays costs refcount updates (~40 ns),
+more than the work of one point.
 """
 
 from __future__ import annotations
@@ -19,25 +22,16 @@ NORM_SEQUENCE, NORM_PART, NORM_NONE = 0, 1, 2
 RS_MEAN, RS_LINEAR, RS_PAD = 0, 1, 2
 MASK_SEPARATE, MASK_CHANNEL = 0, 1
 LEVEL_POINT, LEVEL_PART = 0, 1
-_ZERO = np.float32(0.0)
-
-
-@nb.njit(cache=True)
-def point_ok(frames, f, p):
-    """True when every channel of point p in frame f is finite."""
-    for c in range(frames.shape[2]):
-        if not math.isfinite(frames[f, p, c]):
-            return False
-    return True
 
 
 @nb.njit(cache=True)
 def handed_frames(frames, start, n, hand_points, keep):
     """Fill keep[:k] with the frame numbers (start-based) showing a hand; returns (k, no_hand_flag)."""
     k = 0
+    three = frames.shape[2] == 3
     for i in range(n):
         for h in hand_points:
-            if point_ok(frames, start + i, h):
+            if _ok(frames, start + i, h, three):
                 keep[k] = start + i
                 k += 1
                 break
@@ -56,80 +50,91 @@ def all_frames(start, n, keep):
     return n
 
 
+@nb.njit(cache=True, inline="always")
+def _ok(frames, f, p, three):
+    """All channels of frames[f, p] finite (layouts have 2 or 3 channels; written out so it compiles branch-free)."""
+    ok = math.isfinite(frames[f, p, 0]) & math.isfinite(frames[f, p, 1])
+    if three:
+        ok = ok & math.isfinite(frames[f, p, 2])
+    return ok
+
+
 @nb.njit(cache=True)
 def gather(frames, keep, k, pos, m, shift, inv, w):
     """w[:m] = frames[keep[:k]] at fractional positions pos[:m], normalized; see reference.gather."""
     P, C = frames.shape[1], frames.shape[2]
+    three = C == 3
     for j in range(m):
         s = pos[j]
         i0 = min(max(int(math.floor(s)), 0), k - 1)
         i1 = min(i0 + 1, k - 1)
         t = s - i0
         f0, f1 = keep[i0], keep[i1]
-        if t == 0.0:  # integer position (no temporal op, or a cropped frame): a plain copy
-            for p in range(P):
-                ok = True
-                for c in range(C):
-                    ok = ok and math.isfinite(frames[f0, p, c])
-                if ok:
-                    for c in range(C):
-                        w[j, p, c] = np.float32((np.float64(frames[f0, p, c]) - shift[p, c]) * inv[p])
-                else:
-                    for c in range(C):
-                        w[j, p, c] = np.nan
-            continue
         for p in range(P):
-            ok0 = True
-            ok1 = True
-            for c in range(C):
-                ok0 = ok0 and math.isfinite(frames[f0, p, c])
-                ok1 = ok1 and math.isfinite(frames[f1, p, c])
-            if ok0 and ok1:
-                for c in range(C):
-                    v = (1.0 - t) * np.float64(frames[f0, p, c]) + t * np.float64(frames[f1, p, c])
-                    w[j, p, c] = np.float32((v - shift[p, c]) * inv[p])
-            elif (t < 0.5 and ok0) or (t >= 0.5 and ok1):
-                f = f0 if t < 0.5 else f1
-                for c in range(C):
-                    w[j, p, c] = np.float32((np.float64(frames[f, p, c]) - shift[p, c]) * inv[p])
+            ok0 = math.isfinite(frames[f0, p, 0]) and math.isfinite(frames[f0, p, 1])
+            ok1 = math.isfinite(frames[f1, p, 0]) and math.isfinite(frames[f1, p, 1])
+            if three:
+                ok0 = ok0 and math.isfinite(frames[f0, p, 2])
+                ok1 = ok1 and math.isfinite(frames[f1, p, 2])
+            sc = inv[p]
+            if t != 0.0 and ok0 and ok1:
+                a = (1.0 - t) * np.float64(frames[f0, p, 0]) + t * np.float64(frames[f1, p, 0])
+                b = (1.0 - t) * np.float64(frames[f0, p, 1]) + t * np.float64(frames[f1, p, 1])
+                w[j, p, 0] = np.float32((a - shift[p, 0]) * sc)
+                w[j, p, 1] = np.float32((b - shift[p, 1]) * sc)
+                if three:
+                    c = (1.0 - t) * np.float64(frames[f0, p, 2]) + t * np.float64(frames[f1, p, 2])
+                    w[j, p, 2] = np.float32((c - shift[p, 2]) * sc)
+                continue
+            # integer position (a plain copy) or a point missing on one side: the nearer frame
+            f = f0 if t < 0.5 else f1
+            if (ok0 if t < 0.5 else ok1):
+                w[j, p, 0] = np.float32((np.float64(frames[f, p, 0]) - shift[p, 0]) * sc)
+                w[j, p, 1] = np.float32((np.float64(frames[f, p, 1]) - shift[p, 1]) * sc)
+                if three:
+                    w[j, p, 2] = np.float32((np.float64(frames[f, p, 2]) - shift[p, 2]) * sc)
             else:
-                for c in range(C):
-                    w[j, p, c] = np.nan
+                w[j, p, 0] = np.nan
+                w[j, p, 1] = np.nan
+                if three:
+                    w[j, p, 2] = np.nan
 
 
 @nb.njit(cache=True)
 def _stats(frames, keep, k, lo, hi, centre):
-    """Centre (into `centre`) and RMS x/y spread of present points of frames[keep[:k], lo:hi]; empty -> (0, 1)."""
+    """Centre (into `centre`) and RMS x/y spread of present points of frames[keep[:k], lo:hi]; empty -> (0, 1).
+
+    One pass: sums are taken relative to the first present point, which keeps the variance formula
+    E[d^2] - E[d]^2 free of cancellation (d is small next to the coordinates' magnitude).
+    """
     C = frames.shape[2]
+    three = C == 3
     cnt = 0
-    for c in range(C):
-        centre[c] = 0.0
+    r0 = r1 = r2 = 0.0  # reference point
+    s0 = s1 = s2 = q = 0.0
     for i in range(k):
         f = keep[i]
         for p in range(lo, hi):
-            ok = True
-            for c in range(C):
-                ok = ok and math.isfinite(frames[f, p, c])
-            if ok:
+            if _ok(frames, f, p, three):
+                if cnt == 0:
+                    r0, r1 = np.float64(frames[f, p, 0]), np.float64(frames[f, p, 1])
+                    r2 = np.float64(frames[f, p, 2]) if three else 0.0
                 cnt += 1
-                for c in range(C):
-                    centre[c] += frames[f, p, c]
+                d0, d1 = frames[f, p, 0] - r0, frames[f, p, 1] - r1
+                s0 += d0
+                s1 += d1
+                q += d0 * d0 + d1 * d1
+                if three:
+                    s2 += frames[f, p, 2] - r2
+    centre[:] = 0.0
     if cnt == 0:
         return 1.0
-    for c in range(C):
-        centre[c] /= cnt
-    ss = 0.0
-    for i in range(k):
-        f = keep[i]
-        for p in range(lo, hi):
-            ok = True
-            for c in range(C):
-                ok = ok and math.isfinite(frames[f, p, c])
-            if ok:
-                for c in range(2):
-                    d = np.float64(frames[f, p, c]) - centre[c]
-                    ss += d * d
-    scale = math.sqrt(ss / (2 * cnt))
+    m0, m1 = s0 / cnt, s1 / cnt
+    centre[0], centre[1] = r0 + m0, r1 + m1
+    if three:
+        centre[2] = r2 + s2 / cnt
+    var = q / cnt - (m0 * m0 + m1 * m1)
+    scale = math.sqrt(max(var, 0.0) / 2.0)
     if not math.isfinite(scale) or scale < MIN_SCALE:
         scale = 1.0
     return scale
@@ -157,41 +162,37 @@ def norm_params(frames, keep, k, mode, part_bounds, shift, inv, centre):
 
 
 @nb.njit(cache=True)
-def _emit(x, mask, t, p, C, v0, v1, v2, ok):
-    """Write one output point: finite -> values and mask 1, else zeros and mask 0."""
-    ok = ok and math.isfinite(v0) and math.isfinite(v1) and math.isfinite(v2)
-    if ok:
-        x[t, p, 0] = v0
-        x[t, p, 1] = v1
-        if C == 3:
-            x[t, p, 2] = v2
-        mask[t, p] = 1.0
-    else:
-        for c in range(C):
-            x[t, p, c] = 0.0
-        mask[t, p] = 0.0
-
-
-@nb.njit(cache=True)
 def resample_out(w, m, T, mode, x, mask):
     """Resample w[:m] to T frames straight into x (T, P, >=C) and mask (T, P); returns the valid frame count.
 
-    Fuses reference.resample and the NaN -> 0 / mask part of reference.finalize: one pass over the output.
+    Fuses reference.resample and the NaN -> 0 / mask part of reference.finalize: one pass over the output. Written
+    out per channel without helper calls: this loop writes every output value and dominates the kernel's time.
     """
     P, C = w.shape[1], w.shape[2]
+    three = C == 3
     if m == 0:
         x[:] = 0.0
         mask[:] = 0.0
         return 0
     length = min(m, T) if mode == RS_PAD else T
     for t in range(T):
-        if t >= length:
-            for p in range(P):
-                _emit(x, mask, t, p, C, _ZERO, _ZERO, _ZERO, False)
-            continue
-        if mode == RS_MEAN and m > T:
-            lo, hi = (t * m) // T, ((t + 1) * m) // T
-            for p in range(P):
+        window = mode == RS_MEAN and m > T
+        lo, hi = (t * m) // T, ((t + 1) * m) // T
+        u = 0.0
+        if mode == RS_LINEAR:
+            s = t * ((m - 1) / (T - 1)) if T > 1 else (m - 1) / 2.0
+            i0 = min(int(math.floor(s)), m - 1)
+            u = s - i0
+        elif mode == RS_MEAN:
+            i0 = lo
+        else:
+            i0 = min(t, m - 1)
+        i1 = min(i0 + 1, m - 1)
+        for p in range(P):
+            v0, v1, v2 = np.float32(0.0), np.float32(0.0), np.float32(0.0)
+            if t >= length:
+                ok = False
+            elif window:
                 cnt = 0
                 a0, a1, a2 = 0.0, 0.0, 0.0
                 for j in range(lo, hi):
@@ -199,35 +200,32 @@ def resample_out(w, m, T, mode, x, mask):
                         cnt += 1
                         a0 += w[j, p, 0]
                         a1 += w[j, p, 1]
-                        if C == 3:
+                        if three:
                             a2 += w[j, p, 2]
-                if cnt > 0:
-                    _emit(x, mask, t, p, C, np.float32(a0 / cnt), np.float32(a1 / cnt), np.float32(a2 / cnt), True)
-                else:
-                    _emit(x, mask, t, p, C, _ZERO, _ZERO, _ZERO, False)
-            continue
-        if mode == RS_LINEAR:
-            s = t * ((m - 1) / (T - 1)) if T > 1 else (m - 1) / 2.0
-            i0 = min(int(math.floor(s)), m - 1)
-            i1 = min(i0 + 1, m - 1)
-            u = s - i0
-        else:  # mean with m <= T (repeat frames) or pad: one source frame
-            i0 = (t * m) // T if mode == RS_MEAN else t
-            i1 = i0
-            u = 0.0
-        for p in range(P):
-            ok0 = math.isfinite(w[i0, p, 0])
-            ok1 = math.isfinite(w[i1, p, 0])
-            if u == 0.0 or not (ok0 and ok1):  # a copy of the nearer frame (missing if it is)
-                j, okj = (i0, ok0) if u < 0.5 else (i1, ok1)
-                _emit(x, mask, t, p, C, w[j, p, 0], w[j, p, 1], w[j, p, 2] if C == 3 else _ZERO, okj)
+                ok = cnt > 0
+                if ok:
+                    v0, v1, v2 = np.float32(a0 / cnt), np.float32(a1 / cnt), np.float32(a2 / cnt)
             else:
-                v0 = np.float32((1.0 - u) * np.float64(w[i0, p, 0]) + u * np.float64(w[i1, p, 0]))
-                v1 = np.float32((1.0 - u) * np.float64(w[i0, p, 1]) + u * np.float64(w[i1, p, 1]))
-                v2 = _ZERO
-                if C == 3:
-                    v2 = np.float32((1.0 - u) * np.float64(w[i0, p, 2]) + u * np.float64(w[i1, p, 2]))
-                _emit(x, mask, t, p, C, v0, v1, v2, True)
+                ok0 = math.isfinite(w[i0, p, 0])
+                ok1 = math.isfinite(w[i1, p, 0])
+                if u != 0.0 and ok0 and ok1:
+                    ok = True
+                    v0 = np.float32((1.0 - u) * np.float64(w[i0, p, 0]) + u * np.float64(w[i1, p, 0]))
+                    v1 = np.float32((1.0 - u) * np.float64(w[i0, p, 1]) + u * np.float64(w[i1, p, 1]))
+                    if three:
+                        v2 = np.float32((1.0 - u) * np.float64(w[i0, p, 2]) + u * np.float64(w[i1, p, 2]))
+                else:  # a copy of the nearer frame (missing if it is)
+                    j = i0 if u < 0.5 else i1
+                    ok = ok0 if u < 0.5 else ok1
+                    v0, v1 = w[j, p, 0], w[j, p, 1]
+                    if three:
+                        v2 = w[j, p, 2]
+            ok = ok and math.isfinite(v0) and math.isfinite(v1) and math.isfinite(v2)
+            x[t, p, 0] = v0 if ok else np.float32(0.0)
+            x[t, p, 1] = v1 if ok else np.float32(0.0)
+            if three:
+                x[t, p, 2] = v2 if ok else np.float32(0.0)
+            mask[t, p] = 1.0 if ok else 0.0
     return length
 
 

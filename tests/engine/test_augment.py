@@ -271,3 +271,20 @@ def test_concurrent_calls_are_refused():
         with pytest.raises(RuntimeError, match="one thread only"):
             bp.process(frames, np.array([0, 4]), np.array([0]), 0, bp.alloc(1))
     assert bp.process(frames, np.array([0, 4]), np.array([0]), 0, bp.alloc(1))["length"][0] == 4  # released
+
+
+def test_augment_preview(make_ragged, tmp_path):
+    from slr_fast.engine import augment_preview, preview_figure
+
+    frames, _ = make_ragged([50], handless=0.0)
+    before, after = augment_preview(frames, DEFAULT_LAYOUT, [{"op": "mirror"}, {"op": "time_warp"}], seed=1)
+    assert before.shape == (50, 87, 2) and after.shape[1:] == (87, 2) and after.shape[0] != 50
+    np.testing.assert_array_equal(after[0, SL["left_hand"], 0], -before[0, SL["right_hand"], 0])
+    b2, a2 = augment_preview(frames, DEFAULT_LAYOUT, "full", resampled=True)
+    assert b2.shape == a2.shape == (64, 87, 2)
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    preview_figure(frames, DEFAULT_LAYOUT, "full", seed=2).savefig(tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000

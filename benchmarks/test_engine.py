@@ -1,0 +1,141 @@
+"""Engine throughput: preprocess + augmentation + collate of B=256, T=64 batches against the NumPy per-sample way.
+
+Data (generated here, GISLR-like): sequence lengths log-normal with median 30 frames, clipped to 10..300 (mean ~40),
+~1/3 of frames without hands, 5% of points missing, default 87-point x/y layout. The kernel runs a whole epoch of
+batches; the baseline is the NumPy per-sample reference of the same pipeline (`BatchProcessor.reference_process`: a
+Python loop over samples, vectorized NumPy inside, then np.stack as the collate) on a subset of the same samples in
+the same run; both are checked equal before timing. Rounds alternate (best of several) so both see the same load.
+Also: Numba compile time of the kernel, cold (fresh NUMBA_CACHE_DIR) and cached, each in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numba
+import numpy as np
+import pytest
+
+from slr_fast.engine import BatchProcessor
+from slr_fast.layout import DEFAULT_LAYOUT
+from slr_fast.preprocess import PreprocessConfig
+
+B, T = 256, 64
+HAND_POINTS = np.r_[DEFAULT_LAYOUT.part_slices()["left_hand"], DEFAULT_LAYOUT.part_slices()["right_hand"]]
+
+
+def timed(request) -> bool:
+    opt = request.config.getoption
+    return bool(opt("benchmark_enable", default=False) or not opt("benchmark_disable", default=False))
+
+
+def gislr_like(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, offsets) of n GISLR-like sequences (see module docstring)."""
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(np.round(np.exp(rng.normal(np.log(30.0), 0.8, n))), 10, 300).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    F = int(offsets[-1])
+    frames = (rng.random((1, 87, 2)) + np.cumsum(rng.normal(0, 0.005, (F, 87, 2)), axis=0)).astype(np.float32)
+    frames[rng.random((F, 87)) < 0.05] = np.nan
+    frames[np.ix_(rng.random(F) < 1 / 3, HAND_POINTS)] = np.nan
+    return frames, offsets
+
+
+@pytest.fixture(scope="module")
+def data(request):
+    return gislr_like(8192 if timed(request) else 512)
+
+
+def _best(fn, rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _throughput(benchmark, request, data, augment, group: str):
+    frames, offsets = data
+    N = len(offsets) - 1
+    bp = BatchProcessor(DEFAULT_LAYOUT, PreprocessConfig(T=T), augment, seed=0)
+    bp.warmup()
+    out = bp.alloc(B)
+    order = np.random.default_rng(1).permutation(N)
+    batches = [order[s:s + B] for s in range(0, N - B + 1, B)]
+
+    def epoch(e=0):
+        for idx in batches:
+            bp.process(frames, offsets, idx, e, out)
+
+    sub = order[: (256 if timed(request) else 32)]
+    got = bp.process(frames, offsets, sub, 0, bp.alloc(len(sub)))
+    want = bp.reference_process(frames, offsets, sub, 0)
+    np.testing.assert_allclose(got["x"], want["x"], rtol=1e-6, atol=1e-6)  # same work on both sides
+    assert np.isfinite(got["x"]).all()
+
+    rounds = 5 if timed(request) else 1
+    t_kernel, t_ref = float("inf"), float("inf")
+    for _ in range(rounds):  # alternate so both ways see the same machine load
+        t_kernel = min(t_kernel, _best(epoch, 1))
+        t_ref = min(t_ref, _best(lambda: bp.reference_process(frames, offsets, sub, 0), 1))
+    sps = len(batches) * B / t_kernel
+    ref_sps = len(sub) / t_ref
+    benchmark.group = group
+    benchmark.extra_info.update({
+        "samples_per_s": round(sps), "numpy_samples_per_s": round(ref_sps), "speedup_vs_numpy": round(sps / ref_sps, 1),
+        "batch": B, "T": T, "threads": numba.get_num_threads(), "augment": bp.augment.to_config(),
+        "mean_frames": float(np.diff(offsets).mean()),
+    })
+    print(f"\n{group} ({len(bp.augment)} ops): {sps:,.0f} samples/s, NumPy per-sample {ref_sps:,.0f} samples/s, "
+          f"speedup x{sps / ref_sps:.1f}, {numba.get_num_threads()} threads")
+    benchmark.pedantic(epoch, rounds=3 if timed(request) else 1, iterations=1)
+
+
+def test_preprocess_only(benchmark, request, data):
+    _throughput(benchmark, request, data, None, "preprocess")
+
+
+def test_default_augment(benchmark, request, data):
+    """The target: preprocess + the default augmentation (the user's ops) + collate, T=64."""
+    _throughput(benchmark, request, data, "default", "augment")
+
+
+def test_full_augment(benchmark, request, data):
+    """Every augmentation op in one pipeline (the wish-list), for scale."""
+    _throughput(benchmark, request, data, "full", "augment")
+
+
+_COMPILE = """
+import json, time
+t0 = time.perf_counter()
+from slr_fast.engine import BatchProcessor
+from slr_fast.layout import DEFAULT_LAYOUT
+t1 = time.perf_counter()
+BatchProcessor(DEFAULT_LAYOUT, None, "full").warmup()
+print(json.dumps({"import_s": t1 - t0, "compile_s": time.perf_counter() - t1}))
+"""
+
+
+@pytest.mark.slow
+def test_compile_time(benchmark, tmp_path):
+    """Kernel compile time: cold (empty Numba cache) and cached (second process, same cache)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"))
+
+    def once() -> dict:
+        res = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    cold = once()
+    cached = benchmark.pedantic(once, rounds=1, iterations=1)
+    benchmark.group = "preprocess"
+    benchmark.extra_info.update({"compile_cold_s": round(cold["compile_s"], 2),
+                                 "compile_cached_s": round(cached["compile_s"], 2),
+                                 "import_s": round(cached["import_s"], 2)})
+    print(f"\ncompile: cold {cold['compile_s']:.1f} s, cached {cached['compile_s']:.2f} s")
+    assert cached["compile_s"] < cold["compile_s"]  # the cache was used
