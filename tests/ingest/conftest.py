@@ -1,19 +1,12 @@
-"""Fixtures for ingest tests: a small generated GISLR corpus and helpers to build (broken) source files."""
+"""Fixtures for ingest tests: a small generated GISLR corpus (helpers live in ingest_testing.py)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from slr_fast.ingest import write_gislr_dataset
-from slr_fast.layout import GISLR_ROWS_PER_FRAME
-
-POSE_SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "pose-samples"
 
 
 @pytest.fixture(scope="session")
@@ -21,45 +14,3 @@ def gislr_corpus(tmp_path_factory) -> Path:
     """12 sequences of 3-25 frames by 4 signers over 5 signs; returns the train.csv path. Treat as read-only."""
     root = tmp_path_factory.mktemp("gislr")
     return write_gislr_dataset(root, 12, min_frames=3, max_frames=25, num_signs=5, num_signers=4, seed=7)
-
-
-def reference_read(path: str | Path, rows: np.ndarray, channels: int) -> np.ndarray:
-    """The plain way, for comparison: whole table -> (T, 543, 3) in file order, frames sorted by number."""
-    table = pq.read_table(path).to_pydict()
-    xyz = np.stack([np.array(table[c], np.float64) for c in ("x", "y", "z")], -1).reshape(-1, GISLR_ROWS_PER_FRAME, 3)
-    frame = np.array(table["frame"]).reshape(-1, GISLR_ROWS_PER_FRAME)[:, 0]
-    return xyz[np.argsort(frame)][:, rows, :channels].astype(np.float32)
-
-
-def rewrite(path: Path, out: Path, edit) -> Path:
-    """Copy a GISLR file through `edit(pa.Table) -> pa.Table` (to build broken or reordered files)."""
-    pq.write_table(edit(pq.read_table(path)), out)
-    return out
-
-
-def permute_frames(table: pa.Table, order: np.ndarray) -> pa.Table:
-    """Reorder whole 543-row frame blocks of a GISLR table."""
-    rows = (np.asarray(order)[:, None] * GISLR_ROWS_PER_FRAME + np.arange(GISLR_ROWS_PER_FRAME)).ravel()
-    return table.take(pa.array(rows))
-
-
-def write_pose(path: Path, data: np.ndarray, *, components: list[tuple[str, list[str]]], width: int = 640,
-               height: int = 480, confidence: np.ndarray | None = None, fmt: str = "XYZC") -> Path:
-    """A .pose file with the given components (name, point names) and (frames, people, points, dims) data.
-
-    pose-format stores no mask: a point is undetected when its confidence is 0 (masked again on reading).
-    """
-    from pose_format import Pose
-    from pose_format.numpy.pose_body import NumPyPoseBody
-    from pose_format.pose_header import PoseHeader, PoseHeaderComponent, PoseHeaderDimensions
-
-    comps = [PoseHeaderComponent(name, points, [], [(255, 0, 0)], fmt) for name, points in components]
-    header = PoseHeader(0.1, PoseHeaderDimensions(width=width, height=height, depth=0), comps)
-    if confidence is None:
-        confidence = np.ones(data.shape[:3], np.float32)
-    body = NumPyPoseBody(fps=25, data=np.ma.masked_array(data.astype(np.float32)),
-                         confidence=confidence.astype(np.float32))
-    buf = io.BytesIO()
-    Pose(header, body).write(buf)
-    path.write_bytes(buf.getvalue())
-    return path

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from ingest_testing import HOLISTIC, holistic_data, write_pose
 
 from slr_fast.cli import ingest as ingest_cli
 from slr_fast.ingest import IngestError, read_gislr_csv
@@ -49,12 +50,10 @@ def test_gislr_skip_bad_lists_skipped_files(gislr_corpus, tmp_path, capsys):
 
 
 def test_pose_command(tmp_path, capsys):
-    from conftest import write_pose
-    from test_ingest_pose import HOLISTIC, _holistic
 
     rng = np.random.default_rng(0)
     for i in range(3):
-        write_pose(tmp_path / f"c{i}.pose", _holistic(rng, t=4) * [320, 240, 1], components=HOLISTIC,
+        write_pose(tmp_path / f"c{i}.pose", holistic_data(rng, t=4) * [320, 240, 1], components=HOLISTIC,
                    width=320, height=240)
     (tmp_path / "labels.csv").write_text("file,sign\nc0.pose,a\nc1.pose,b\nc2.pose,a\n")
     assert run(["ingest", "pose", str(tmp_path / "c0.pose"), str(tmp_path / "c2.pose"), "--labels",

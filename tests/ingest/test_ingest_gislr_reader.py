@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from conftest import permute_frames, reference_read, rewrite
+from ingest_testing import permute_frames, reference_read, rewrite
 
 from slr_fast.ingest import IngestError, read_gislr_file, synthetic_gislr_frames, write_gislr_file
 from slr_fast.ingest.gislr_format import GISLR_COLUMNS

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import POSE_SAMPLES, write_pose
+from ingest_testing import HOLISTIC, POSE_SAMPLES, START, holistic_data, write_pose
 
 from slr_fast.ingest import IngestError, ingest_pose, read_pose_file
-from slr_fast.ingest.pose import HAND_NAMES, POSE_NAMES
+from slr_fast.ingest.pose import POSE_NAMES
 from slr_fast.layout import LIPS, get_layout
 from slr_fast.store import KeypointStore
 
 pytest.importorskip("pose_format")
-
-HOLISTIC = [("POSE_LANDMARKS", list(POSE_NAMES)), ("FACE_LANDMARKS", [str(i) for i in range(468)]),
-            ("LEFT_HAND_LANDMARKS", list(HAND_NAMES)), ("RIGHT_HAND_LANDMARKS", list(HAND_NAMES))]
-# Flattened column of each component's first point in a HOLISTIC file.
-START = {"pose": 0, "face": 33, "left_hand": 501, "right_hand": 522}
-
 
 def _sample(name):
     path = POSE_SAMPLES / name
@@ -28,10 +22,6 @@ def _sample(name):
 
 def _source_columns(layout, start=START):
     return np.array([start[p.source] + i for p in layout.parts for i in p.indices])
-
-
-def _holistic(rng, t=6, people=1, scale=1.0):
-    return rng.uniform(0.1, 0.9, (t, people, 543, 3)) * scale
 
 
 def test_real_pixel_sample_is_normalized_by_frame_size():
@@ -82,7 +72,7 @@ def test_real_reduced_face_sample_maps_points_by_name():
 
 def test_normalized_file_is_kept_and_undetected_points_become_nan(tmp_path):
     rng = np.random.default_rng(0)
-    data = _holistic(rng, t=5, people=2)
+    data = holistic_data(rng, t=5, people=2)
     # pose-format stores "not detected" as zero confidence and masks those points when reading.
     conf = np.ones(data.shape[:3])
     conf[1, 0, START["left_hand"]:START["left_hand"] + 21] = 0.0  # left hand not detected in frame 1
@@ -101,7 +91,7 @@ def test_normalized_file_is_kept_and_undetected_points_become_nan(tmp_path):
 
 def test_pixel_detection_and_override(tmp_path):
     rng = np.random.default_rng(1)
-    data = _holistic(rng)
+    data = holistic_data(rng)
     data[..., 0] *= 1280
     data[..., 1] *= 720
     path = write_pose(tmp_path / "px.pose", data, components=HOLISTIC, width=1280, height=720)
@@ -124,14 +114,14 @@ def test_bad_pose_files(tmp_path):
     assert info.value.path == str(junk)
     with pytest.raises(IngestError, match="file not found"):
         read_pose_file(tmp_path / "absent.pose")
-    flat = write_pose(tmp_path / "xy.pose", _holistic(rng)[..., :2], components=HOLISTIC, fmt="XYC")
+    flat = write_pose(tmp_path / "xy.pose", holistic_data(rng)[..., :2], components=HOLISTIC, fmt="XYC")
     assert read_pose_file(flat).shape == (6, 87, 2)
     with pytest.raises(IngestError, match="has 2 coordinates per point, layout 'default_z' needs 3"):
         read_pose_file(flat, get_layout("default_z"))
-    hands_only = write_pose(tmp_path / "hands.pose", _holistic(rng)[:, :, :42], components=HOLISTIC[2:])
+    hands_only = write_pose(tmp_path / "hands.pose", holistic_data(rng)[:, :, :42], components=HOLISTIC[2:])
     with pytest.raises(IngestError, match=r"lips points 61, 185.*pose points 0 \(NOSE\)"):
         read_pose_file(hands_only)
-    blind = write_pose(tmp_path / "blind.pose", _holistic(rng), components=HOLISTIC,
+    blind = write_pose(tmp_path / "blind.pose", holistic_data(rng), components=HOLISTIC,
                        confidence=np.zeros((6, 1, 543)))
     with pytest.raises(IngestError, match="all-NaN sequence"):
         read_pose_file(blind)
@@ -145,7 +135,7 @@ def _labelled_files(tmp_path, n=6):
     (tmp_path / "clips").mkdir()
     rows = ["file,sign,signer"]
     for i in range(n):
-        write_pose(tmp_path / "clips" / f"c{i}.pose", _holistic(rng, t=3 + i), components=HOLISTIC)
+        write_pose(tmp_path / "clips" / f"c{i}.pose", holistic_data(rng, t=3 + i), components=HOLISTIC)
         rows.append(f"clips/c{i}.pose,{['hello', 'thanks'][i % 2]},{['ana', 'bo', 'cy'][i % 3]}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     return tmp_path / "labels.csv"
@@ -167,7 +157,7 @@ def test_ingest_pose_store_contents(tmp_path):
 
 def test_ingest_pose_given_files_and_folders(tmp_path):
     labels = _labelled_files(tmp_path)
-    stray = write_pose(tmp_path / "clips" / "stray.pose", _holistic(np.random.default_rng(4)), components=HOLISTIC)
+    stray = write_pose(tmp_path / "clips" / "stray.pose", holistic_data(np.random.default_rng(4)), components=HOLISTIC)
     files = [tmp_path / "clips" / "c4.pose", tmp_path / "clips"]
     with pytest.raises(IngestError, match="no label") as info:
         ingest_pose(files, labels, tmp_path / "s.zarr", progress=False)

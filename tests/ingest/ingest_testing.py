@@ -1,0 +1,67 @@
+"""Helpers for ingest tests: a plain GISLR reference reader and builders of (broken) source files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from slr_fast.ingest.pose import HAND_NAMES, POSE_NAMES
+from slr_fast.layout import GISLR_ROWS_PER_FRAME
+
+POSE_SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "pose-samples"
+# A full MediaPipe Holistic .pose file: components and point names as pose-format writes them.
+HOLISTIC = [("POSE_LANDMARKS", list(POSE_NAMES)), ("FACE_LANDMARKS", [str(i) for i in range(468)]),
+            ("LEFT_HAND_LANDMARKS", list(HAND_NAMES)), ("RIGHT_HAND_LANDMARKS", list(HAND_NAMES))]
+# Flattened column of each component's first point in a HOLISTIC file.
+START = {"pose": 0, "face": 33, "left_hand": 501, "right_hand": 522}
+
+
+def holistic_data(rng: np.random.Generator, t: int = 6, people: int = 1) -> np.ndarray:
+    """(t, people, 543, 3) normalized coordinates for a HOLISTIC file."""
+    return rng.uniform(0.1, 0.9, (t, people, 543, 3))
+
+
+def reference_read(path: str | Path, rows: np.ndarray, channels: int) -> np.ndarray:
+    """The plain way, for comparison: whole table -> (T, 543, 3) in file order, frames sorted by number."""
+    table = pq.read_table(path).to_pydict()
+    xyz = np.stack([np.array(table[c], np.float64) for c in ("x", "y", "z")], -1).reshape(-1, GISLR_ROWS_PER_FRAME, 3)
+    frame = np.array(table["frame"]).reshape(-1, GISLR_ROWS_PER_FRAME)[:, 0]
+    return xyz[np.argsort(frame)][:, rows, :channels].astype(np.float32)
+
+
+def rewrite(path: Path, out: Path, edit) -> Path:
+    """Copy a GISLR file through `edit(pa.Table) -> pa.Table` (to build broken or reordered files)."""
+    pq.write_table(edit(pq.read_table(path)), out)
+    return out
+
+
+def permute_frames(table: pa.Table, order: np.ndarray) -> pa.Table:
+    """Reorder whole 543-row frame blocks of a GISLR table."""
+    rows = (np.asarray(order)[:, None] * GISLR_ROWS_PER_FRAME + np.arange(GISLR_ROWS_PER_FRAME)).ravel()
+    return table.take(pa.array(rows))
+
+
+def write_pose(path: Path, data: np.ndarray, *, components: list[tuple[str, list[str]]], width: int = 640,
+               height: int = 480, confidence: np.ndarray | None = None, fmt: str = "XYZC") -> Path:
+    """A .pose file with the given components (name, point names) and (frames, people, points, dims) data.
+
+    pose-format stores no mask: a point is undetected when its confidence is 0 (masked again on reading).
+    """
+    from pose_format import Pose
+    from pose_format.numpy.pose_body import NumPyPoseBody
+    from pose_format.pose_header import PoseHeader, PoseHeaderComponent, PoseHeaderDimensions
+
+    comps = [PoseHeaderComponent(name, points, [], [(255, 0, 0)], fmt) for name, points in components]
+    header = PoseHeader(0.1, PoseHeaderDimensions(width=width, height=height, depth=0), comps)
+    if confidence is None:
+        confidence = np.ones(data.shape[:3], np.float32)
+    body = NumPyPoseBody(fps=25, data=np.ma.masked_array(data.astype(np.float32)),
+                         confidence=confidence.astype(np.float32))
+    buf = io.BytesIO()
+    Pose(header, body).write(buf)
+    path.write_bytes(buf.getvalue())
+    return path
