@@ -13,6 +13,7 @@ from slr_fast.store import KeypointStore
 
 pytest.importorskip("pose_format")
 
+
 def _sample(name):
     path = POSE_SAMPLES / name
     if not path.is_file():
