@@ -15,6 +15,8 @@ COMMAND_MODULES = (
     "slr_fast.cli.ingest",  # ingest gislr | pose
     "slr_fast.cli.inspect",  # info, show
     "slr_fast.cli.train",  # train, eval, predict
+    "slr_fast.cli.demo",  # demo: the main job
+    "slr_fast.cli.ablate",  # ablate: kernel backends side by side
 )
 
 
