@@ -14,12 +14,17 @@ batch costs only its own blocks. The row's log-sum-exp lse = m + log2(l) (base 2
 rows with nothing to attend to get lse = +∞, which makes every recomputed P = exp2(S − lse) exactly 0 there, so
 those rows produce zero output and zero gradients with no NaN and no special case in the backward kernels.
 
-RoPE inside the kernel: Q and K tiles are loaded as their two halves (E columns each) and rotated in fp32 with
-cos/sin evaluated from the position and a (E,) inverse-frequency table computed once on the host with the same
-formula as the reference. This needs no (T, D) cos/sin tables in memory, no device-to-host sync for the largest
-offset, and costs E sin/cos per row per tile, small next to the BLOCK·D multiply-adds the tile feeds. Because
-the halves stay separate, Q̃K̃ᵀ = Q̃₁K̃₁ᵀ + Q̃₂K̃₂ᵀ is two dots over E columns each; E is padded to a power of
-two ≥ 16 (tl.dot's minimum) with masked loads, so D = 16, 24, 40, ... all work.
+RoPE inside the kernel: Q and K tiles are loaded as their two halves (E columns each) and rotated in fp32 on the
+way into the dots; rotated tensors never touch memory. The angles come from two small fp32 tables, cos(t·θ_e)
+and sin(t·θ_e) of shape (T, E), built once per (T, D, base, device) with the reference's own torch ops (so with
+no offsets the rotation matches the reference exactly), turned by the sequence offset with the angle-sum
+identities: cos((o + t)θ) = cos(tθ)cos(oθ) − sin(tθ)sin(oθ), and likewise for sin. Each program evaluates only
+the E values cos(oθ), sin(oθ) itself. Why tables rather than sin/cos per element: the backward kernels rotate
+every Q (or K) tile once per key (or query) block, and accurate fp32 sin/cos cost tens of instructions each,
+as much as the small D = 32 dots they feed; a table row is two L2-resident loads and four FMAs. Why not one
+table indexed by absolute position: its size would depend on max(offsets), a device-to-host sync per call.
+Because the halves stay separate, Q̃K̃ᵀ = Q̃₁K̃₁ᵀ + Q̃₂K̃₂ᵀ is two dots over E columns each; E is padded to a
+power of two ≥ 16 (tl.dot's minimum) with masked loads, so D = 16, 24, 40, ... all work.
 
 Backward (as in FlashAttention-2). With dO given and Δ_i = Σ_d dO[i, d]·O[i, d] (a small preprocess kernel):
 

@@ -12,8 +12,11 @@ import torch
 from kernel_testing import DEVICES, require_triton
 from tolerances import assert_close, assert_close_reduced
 
-from kernels.attention import rope_attention
 from kernels.reference import rope_attention as reference_attention
+
+pytest.importorskip("triton", reason="the Triton backend needs triton installed")
+
+from kernels.attention import rope_attention  # noqa: E402  (imports triton)
 
 # (id, (B, H, T, D), lengths or None, window or None, offsets or None)
 CASES = [
@@ -94,6 +97,24 @@ def test_large_logits(device) -> None:
     for name, g, w in zip(("out", "dq", "dk", "dv"), got, want, strict=True):
         assert torch.isfinite(g).all(), f"{name} has non-finite values"
         assert_close_reduced(g, w, _op(torch.float32), torch.float32, name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_large_offsets_keep_relative_positions(device) -> None:
+    """RoPE scores depend on i − j only: shifting every position by up to 10⁵ leaves output and gradients unchanged.
+
+    The kernel turns a (T, D/2) table by the offset with angle-sum identities, so the common rotation cancels to
+    fp32 rounding; an fp32 angle (o + t)·θ (the reference's way) would drift by ~5e-4 at o = 10⁵.
+    """
+    require_triton(device)
+    shape = (2, 2, 37, 32)
+    q, k, v = _inputs(shape, torch.float32, device)
+    do = torch.randn(shape, device=device)
+    lengths = _int_tensor([37, 30], device)
+    at_zero = _run(rope_attention, q, k, v, do, lengths=lengths)
+    shifted = _run(rope_attention, q, k, v, do, lengths=lengths, offsets=_int_tensor([1000, 100_000], device))
+    for name, g, w in zip(("out", "dq", "dk", "dv"), shifted, at_zero, strict=True):
+        assert_close(g, w, _op(torch.float32), torch.float32, name)
 
 
 @pytest.mark.parametrize("device", DEVICES)
