@@ -12,7 +12,9 @@ Group "kernels". Per case, `benchmark.extra_info` holds:
 
 Shapes: on CUDA the issue's model shapes (rows = B·T = 65,536 at hidden 256 and 512; attention B=64, H=8, T=128,
 d=32 with padding, plus a local-window case), bf16. On CPU small fp32 shapes so a run stays short, and only the
-torch backends (the Triton interpreter is a correctness tool, its timings mean nothing). With timing disabled
+torch backends (the Triton interpreter is a correctness tool, its timings mean nothing), timed single-threaded so
+figures from a shared machine are reproducible. Op, reference and compiled reference are timed in interleaved
+groups in the same test, best group kept, so the ratios see the same load. With timing disabled
 (CI: --benchmark-disable) each case runs once and checks its output against the reference; nothing is compiled.
 
 Run: .venv/bin/python -m pytest benchmarks/test_kernels.py --benchmark-enable --benchmark-only -s
@@ -151,22 +153,25 @@ def _sync() -> None:
 
 
 def _best_times(runs: dict[str, Callable], min_time: float = 0.3) -> dict[str, float]:
-    """Seconds per call of each run: the fastest of several groups of calls, the runs' groups interleaved.
+    """Seconds per call of each run: the fastest of many short groups of calls, the runs' groups interleaved.
 
     Interleaving makes every run see the same machine load, so their ratios hold on a busy machine; the minimum,
-    not the median, because these calls are deterministic and slower groups measure other processes.
+    not the median, because these calls are deterministic and slower groups measure other processes. Groups last
+    ~2 ms: long enough to average launch jitter, short enough to fit between other processes' time slices.
     """
     inner: dict[str, int] = {}
+    round_s = 0.0
     for name, run in runs.items():
-        for _ in range(3):  # warm-up: caches, allocator, autotuning, lazy compilation
+        for _ in range(3):  # warm-up: caches, allocator, lazy compilation
             run()
         _sync()
         t0 = time.perf_counter()
         run()
         _sync()
         once = max(time.perf_counter() - t0, 1e-7)
-        inner[name] = max(1, int(0.02 / once))  # ~20 ms per group so launch jitter averages out
-    groups = max(7, int(min_time / 0.02))
+        inner[name] = max(1, int(0.002 / once))
+        round_s += inner[name] * once
+    groups = min(200, max(15, int(min_time * len(runs) / round_s)))
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(groups):
         for name, run in runs.items():
