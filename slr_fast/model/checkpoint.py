@@ -27,8 +27,10 @@ TORCH_KERNELS = KernelConfig(rmsnorm="torch", swiglu="torch", rope="torch", atte
 def unwrap(model: nn.Module) -> SignModel:
     """The SignModel inside a torch.compile / DDP wrapper (or the model itself)."""
     while not isinstance(model, SignModel):
-        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        inner = getattr(model, "_orig_mod", None)
         if inner is None:
+            inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
             raise TypeError(f"expected a SignModel (possibly compiled or DDP-wrapped), got {type(model).__name__}")
         model = inner
     return model

@@ -1,0 +1,68 @@
+"""Checkpoints: self-describing, loadable on CPU with the PyTorch path whatever backend trained the weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_testing import LOGIT_TOL, make_batch, tiny_config
+
+from kernels.registry import KernelConfig
+from slr_fast.layout import get_layout
+from slr_fast.model import TORCH_KERNELS, checkpoint_dict, load_model, save_model
+from slr_fast.model.checkpoint import clean_state_dict
+from slr_fast.model.model import SignModel
+
+
+def test_save_then_load_on_cpu_with_the_torch_path(tmp_path):
+    layout = get_layout("arm_z")
+    trained = SignModel(tiny_config(layout=layout), kernels=KernelConfig.parse("native")).eval()
+    with torch.no_grad():  # weights that differ from a fresh init, so loading must really restore them
+        for p in trained.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    batch = make_batch(B=2, T=9, layout=layout)
+    want = trained(batch["x"], batch["mask"], batch["length"]).logits
+    path = tmp_path / "sub" / "model.pt"
+    save_model(path, trained, classes=["a", "b"], epoch=3)
+    assert path.is_file() and not path.with_name("model.pt.tmp").exists()
+
+    loaded = load_model(path)
+    assert not loaded.training
+    assert loaded.config == trained.config
+    assert set(loaded.kernel_report().values()) == {"torch"}
+    torch.testing.assert_close(loaded(batch["x"], batch["mask"], batch["length"]).logits, want, **LOGIT_TOL)
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["classes"] == ["a", "b"] and ckpt["epoch"] == 3
+    assert ckpt["kernels"]["attention"] == "native"  # the record says what trained it
+
+
+def test_compiled_and_wrapped_prefixes_are_stripped():
+    model = SignModel(tiny_config())
+    state = {"_orig_mod.module.head.fc2.bias": torch.zeros(1), "embed.absent": torch.zeros(1)}
+    assert set(clean_state_dict(state)) == {"head.fc2.bias", "embed.absent"}
+    wrapped = torch.nn.Module()
+    wrapped._orig_mod = model  # what torch.compile's wrapper holds
+    ckpt = checkpoint_dict(wrapped)
+    assert set(ckpt["model_state"]) == set(model.state_dict())
+    loaded = load_model(ckpt, kernels=KernelConfig.parse("native"))
+    assert set(loaded.kernel_report().values()) == {"native"}
+
+
+def test_default_inference_kernels_are_all_torch():
+    assert all(v == "torch" for v in TORCH_KERNELS.to_dict().values())
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
+        load_model(tmp_path / "missing.pt")
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(ValueError, match="other.pt is not a slr_fast model checkpoint.*has \\['weights'\\]"):
+        load_model(other)
+    ckpt = checkpoint_dict(SignModel(tiny_config()))
+    ckpt["model_state"]["head.fc2.weight"] = torch.zeros(3, 3)
+    with pytest.raises(ValueError, match="weights do not match its model config"):
+        load_model(ckpt)
+    ckpt = checkpoint_dict(SignModel(tiny_config()))
+    ckpt["model_config"]["dim"] = 65
+    with pytest.raises(ValueError, match="bad model config.*dim=65"):
+        load_model(ckpt)
