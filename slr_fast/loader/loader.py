@@ -80,6 +80,11 @@ class KeypointLoader:
         self._label_lut = sel.label_lut  # store label -> loader label (-1 = not selected)
         self._store_labels = np.asarray(store.labels, dtype=np.int64)
 
+        proc_layout = getattr(processor, "layout", None)
+        if proc_layout is not None and proc_layout != store.layout:
+            raise ValueError(f"processor layout {proc_layout.name!r} ({proc_layout.num_points} points) differs from "
+                             f"the store's {store.layout.name!r} ({store.layout.num_points} points) at "
+                             f"{getattr(store, 'where', store)}; build the processor with store.layout")
         self.pin_memory = torch.cuda.is_available() if config.pin_memory == "auto" else bool(config.pin_memory)
         if self.pin_memory and not torch.cuda.is_available():
             raise ValueError("pin_memory=True needs CUDA (page-locked memory is for host-to-GPU copies); "

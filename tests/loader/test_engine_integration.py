@@ -63,3 +63,11 @@ def test_resume_reproduces_augmented_batches(store_factory, processor):
         plain.set_epoch(1)
         e1 = next(iter(plain))["x"]
     assert not torch.equal(e0, e1)
+
+
+def test_processor_for_another_layout_is_refused(store_factory):
+    from slr_fast.layout import get_layout
+
+    proc = engine.BatchProcessor(get_layout("arm"))  # same point count, other pose points: tables would lie
+    with pytest.raises(ValueError, match="processor layout 'arm'"):
+        KeypointLoader(store_factory(), proc)
