@@ -16,6 +16,7 @@ Run: .venv/bin/python -m pytest benchmarks/test_loader.py --benchmark-enable --b
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -80,7 +81,9 @@ def run_epochs(benchmark, loader, rounds: int = 3) -> dict:
     assert counts[0] == loader.num_samples  # every sample delivered, each round
     rate = counts[0] / statistics.median(times)
     benchmark.extra_info.update({"samples_per_s": round(rate), "batch_size": BATCH, "samples": counts[0],
-                                 "target_samples_per_s": TARGET, "meets_target": rate >= TARGET})
+                                 "target_samples_per_s": TARGET, "meets_target": rate >= TARGET,
+                                 # a shared machine's load changes these figures a lot: record it with them
+                                 "cpu_count": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)})
     return {"rate": rate, "first_epoch_s": times[0]}
 
 
