@@ -112,20 +112,32 @@ def _stats(frames, keep, k, lo, hi, centre):
     cnt = 0
     r0 = r1 = r2 = 0.0  # reference point
     s0 = s1 = s2 = q = 0.0
+    # Reference point: the first present one (searched once, then the sums below run without branches).
     for i in range(k):
         f = keep[i]
         for p in range(lo, hi):
-            if _ok(frames, f, p, three):
-                if cnt == 0:
-                    r0, r1 = np.float64(frames[f, p, 0]), np.float64(frames[f, p, 1])
-                    r2 = np.float64(frames[f, p, 2]) if three else 0.0
-                cnt += 1
-                d0, d1 = frames[f, p, 0] - r0, frames[f, p, 1] - r1
-                s0 += d0
-                s1 += d1
-                q += d0 * d0 + d1 * d1
-                if three:
-                    s2 += frames[f, p, 2] - r2
+            if cnt == 0 and _ok(frames, f, p, three):
+                r0, r1 = np.float64(frames[f, p, 0]), np.float64(frames[f, p, 1])
+                r2 = np.float64(frames[f, p, 2]) if three else 0.0
+                cnt = 1
+        if cnt:
+            break
+    cnt = 0
+    for i in range(k):
+        f = keep[i]
+        for p in range(lo, hi):
+            v0, v1 = np.float64(frames[f, p, 0]), np.float64(frames[f, p, 1])
+            ok = math.isfinite(v0) & math.isfinite(v1)
+            if three:
+                ok = ok & math.isfinite(frames[f, p, 2])
+            d0 = v0 - r0 if ok else 0.0  # adding 0.0 is exact: the sums equal the branchy ones
+            d1 = v1 - r1 if ok else 0.0
+            cnt += ok
+            s0 += d0
+            s1 += d1
+            q += d0 * d0 + d1 * d1
+            if three:
+                s2 += np.float64(frames[f, p, 2]) - r2 if ok else 0.0
     centre[:] = 0.0
     if cnt == 0:
         return 1.0
@@ -175,6 +187,7 @@ def resample_out(w, m, T, mode, x, mask):
         mask[:] = 0.0
         return 0
     length = min(m, T) if mode == RS_PAD else T
+    prev = -1
     for t in range(T):
         window = mode == RS_MEAN and m > T
         lo, hi = (t * m) // T, ((t + 1) * m) // T
@@ -188,6 +201,13 @@ def resample_out(w, m, T, mode, x, mask):
         else:
             i0 = min(t, m - 1)
         i1 = min(i0 + 1, m - 1)
+        if t > 0 and t < length and not window and u == 0.0 and i0 == prev:
+            for p in range(P):  # stretching repeats a frame: copy the finished row
+                for c in range(x.shape[2]):
+                    x[t, p, c] = x[t - 1, p, c]
+                mask[t, p] = mask[t - 1, p]
+            continue
+        prev = i0 if (not window and u == 0.0) else -1
         for p in range(P):
             v0, v1, v2 = np.float32(0.0), np.float32(0.0), np.float32(0.0)
             if t >= length:
