@@ -37,6 +37,7 @@ SOURCE_LAYOUT = Layout(parts=(
 _SLICES = SOURCE_LAYOUT.part_slices()
 LIPS_S, LEFT_S, RIGHT_S, POSE_S = _SLICES["lips"], _SLICES["left_hand"], _SLICES["right_hand"], _SLICES["pose"]
 _MIRROR = SOURCE_LAYOUT.mirror_index()
+_SOURCE_PART = SOURCE_LAYOUT.part_ids()
 
 # Per-frame motion state of one hand: position 3, joint flexion 15, splay 1, thumb abduction 1, thumb opposition 1,
 # palm orientation 3 (roll, pitch, yaw), mouth 3 (opening, width, smile; used from the dominant hand's track).
@@ -295,30 +296,32 @@ def render_sequence(sign: Sign, signer: Signer, length: int, rng: np.random.Gene
     img[..., 1] = signer.shoulder_y + signer.unit * pts[..., 1]
     img[..., 2] = signer.unit * (pts[..., 2] - z_ref) / signer.aspect
 
-    # Detector jitter: a shared wobble per part plus each point's own, both correlated over a few frames.
-    sigma = jitter * signer.jitter_factor * signer.unit
-    if sigma > 0:
-        parts = SOURCE_LAYOUT.part_ids()
-        shared = smooth_noise(rng, T, (4, 3), 3)[:, parts]
-        own = smooth_noise(rng, T, (SOURCE_LAYOUT.num_points, 3), 2)
-        img += sigma * 0.7 * (shared + own) * np.array([1.0 / signer.aspect, 1.0, 2.0 / signer.aspect])
-
     # Detector misses, in bursts: hands more often when resting or moving fast, always when out of the frame.
     wrists = np.stack([pts[:, LEFT_S.start], pts[:, RIGHT_S.start]], axis=1)  # (T, 2, 3) body units
     speed = np.zeros((T, 2))
     speed[1:] = np.linalg.norm(np.diff(wrists, axis=0), axis=2)
     p_up = np.clip(hand_miss * signer.miss_factor * (0.75 + 2.5 * np.minimum(speed, 0.2)), 0.0, 0.97)
     p_hand = p_up * active + rest_miss * (1.0 - active)
-    hand_gone = normal_cdf(smooth_noise(rng, T, (2,), 5)) < p_hand
+    gone = np.zeros((T, 4), dtype=bool)  # per source part: lips, left hand, right hand, pose
+    gone[:, 1:3] = normal_cdf(smooth_noise(rng, T, (2,), 5)) < p_hand
     for h, sl in enumerate((LEFT_S, RIGHT_S)):
         wx, wy = img[:, sl.start, 0], img[:, sl.start, 1]
-        hand_gone[:, h] |= (wx < 0) | (wx > 1) | (wy < 0) | (wy > 1)
-        img[hand_gone[:, h], sl] = np.nan
+        gone[:, 1 + h] |= (wx < 0) | (wx > 1) | (wy < 0) | (wy > 1)
     # A hand in front of the mouth hides the lips from the face detector.
     tips = np.stack([pts[:, LEFT_S.start + 8], pts[:, RIGHT_S.start + 8]], axis=1)
     near = np.linalg.norm(tips - MOUTH_CENTER, axis=2).min(axis=1) < 0.35
-    lips_gone = normal_cdf(smooth_noise(rng, T, (1,), 4))[:, 0] < face_miss + 0.4 * near
-    img[lips_gone, LIPS_S] = np.nan
-    frame_gone = normal_cdf(smooth_noise(rng, T, (1,), 3))[:, 0] < frame_miss
-    img[frame_gone] = np.nan
-    return img[:, rows, :channels].astype(np.float32)
+    gone[:, 0] = normal_cdf(smooth_noise(rng, T, (1,), 4))[:, 0] < face_miss + 0.4 * near
+    gone |= (normal_cdf(smooth_noise(rng, T, (1,), 3))[:, 0] < frame_miss)[:, None]
+
+    # Only the requested points from here on: jitter and misses cost per output point.
+    out = img[:, rows, :channels]
+    part = _SOURCE_PART[rows]
+    # Detector jitter: a shared wobble per part plus each point's own, both correlated over a few frames.
+    sigma = jitter * signer.jitter_factor * signer.unit
+    if sigma > 0:
+        shared = smooth_noise(rng, T, (4, channels), 3)[:, part]
+        own = smooth_noise(rng, T, (rows.size, channels), 2)
+        scale = np.array([1.0 / signer.aspect, 1.0, 2.0 / signer.aspect])[:channels]  # depth is the noisiest
+        out += (sigma * 0.7) * (shared + own) * scale
+    out[gone[:, part]] = np.nan
+    return out.astype(np.float32)
