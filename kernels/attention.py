@@ -51,7 +51,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from types import SimpleNamespace
 
 import torch
 import triton
@@ -74,21 +73,20 @@ def _prune_by_length(configs: list, named_args: dict, **kwargs) -> list:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Device helpers. The kernels call them by the names below, which _kernels() binds to the helpers jitted for the
-# mode in force (interpreter or compiler) before any launch; the *_impl functions are their sources.
+# Device helpers
 # ----------------------------------------------------------------------------------------------------------------
 
-_offset_rotation = _rope_angles = _rope_tile = _store_unrotated = _visible_range = None
 
-
-def _offset_rotation_impl(OFFSETS, INV_FREQ, b, offs_e, half):
+@triton.jit
+def _offset_rotation(OFFSETS, INV_FREQ, b, offs_e, half):
     # cos and sin of offsets[b]·θ_e, (BLOCK_HALF,) fp32: the per-sequence part of every angle in this program.
     inv_freq = tl.load(INV_FREQ + offs_e, mask=offs_e < half, other=0.0)
     angle = tl.load(OFFSETS + b).to(tl.float32) * inv_freq
     return tl.cos(angle), tl.sin(angle)
 
 
-def _rope_angles_impl(COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o):
+@triton.jit
+def _rope_angles(COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o):
     # cos and sin of (offsets[b] + t)·θ_e for a (rows, BLOCK_HALF) tile: table rows for t, turned by the offset
     # with the angle-sum identities (four FMAs instead of a sin and a cos per element).
     mask = (offs_t[:, None] < T) & (offs_e[None, :] < half)
@@ -98,7 +96,8 @@ def _rope_angles_impl(COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o):
     return cos_t * cos_o[None, :] - sin_t * sin_o[None, :], sin_t * cos_o[None, :] + cos_t * sin_o[None, :]
 
 
-def _rope_tile_impl(X, stride_t, stride_d, COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o):
+@triton.jit
+def _rope_tile(X, stride_t, stride_d, COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o):
     # Load the two halves of a (rows, D) tile of un-rotated q or k and return them rotated, in fp32.
     rows = X + offs_t[:, None] * stride_t
     mask = (offs_t[:, None] < T) & (offs_e[None, :] < half)
@@ -108,7 +107,8 @@ def _rope_tile_impl(X, stride_t, stride_d, COS_T, SIN_T, offs_t, offs_e, half, T
     return x1 * cos - x2 * sin, x2 * cos + x1 * sin
 
 
-def _store_unrotated_impl(X, stride_t, stride_d, dx1, dx2, COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o):
+@triton.jit
+def _store_unrotated(X, stride_t, stride_d, dx1, dx2, COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o):
     # Store Rᵀ·[dx1, dx2] (the gradient w.r.t. the un-rotated input): the same rotation with −sin.
     cos, sin = _rope_angles(COS_T, SIN_T, offs_t, offs_e, half, T, cos_o, sin_o)
     rows = X + offs_t[:, None] * stride_t
@@ -117,7 +117,8 @@ def _store_unrotated_impl(X, stride_t, stride_d, dx1, dx2, COS_T, SIN_T, offs_t,
     tl.store(rows + (offs_e[None, :] + half) * stride_d, (dx2 * cos - dx1 * sin).to(X.dtype.element_ty), mask=mask)
 
 
-def _visible_range_impl(start, length, WINDOW, SPAN: tl.constexpr, STEP: tl.constexpr, HAS_WINDOW: tl.constexpr):
+@triton.jit
+def _visible_range(start, length, WINDOW, SPAN: tl.constexpr, STEP: tl.constexpr, HAS_WINDOW: tl.constexpr):
     # [lo, hi) of the rows on the other side that a block of SPAN rows at `start` can see: inside the window and
     # below the length, and none at all when the block itself lies past the length. lo is aligned to STEP tiles.
     end = tl.where(start < length, length, 0)
@@ -145,6 +146,7 @@ _FWD_CONFIGS = [
 ]
 
 
+@triton.jit
 def _attn_fwd(
     Q, K, V,  # (B, H, T, D) inputs, any strides, un-rotated q and k
     Out,  # (B, H, T, D) output
@@ -222,6 +224,7 @@ def _attn_fwd(
     tl.store(LSE + bh * T + offs_m, lse, mask=offs_m < T)
 
 
+@triton.jit
 def _attn_bwd_delta(
     Out, DO,  # (B, H, T, D) forward output and its incoming gradient, any strides
     DELTA,  # (B·H, T) fp32 out: rowsum(dO ∘ O)
@@ -254,6 +257,7 @@ _BWD_CONFIGS = [
 ]
 
 
+@triton.jit
 def _attn_bwd_dkdv(
     Q, K, V, DO,  # (B, H, T, D) forward inputs and incoming gradient, any strides
     LSE, DELTA,  # (B·H, T) fp32 from the forward pass and the delta kernel
@@ -329,6 +333,7 @@ def _attn_bwd_dkdv(
              dv.to(DV.dtype.element_ty), mask=(offs_n[:, None] < T) & mask_d[None, :])
 
 
+@triton.jit
 def _attn_bwd_dq(
     Q, K, V, DO,  # (B, H, T, D) forward inputs and incoming gradient, any strides
     LSE, DELTA,  # (B·H, T) fp32
@@ -399,37 +404,23 @@ def _attn_bwd_dq(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-# triton.jit picks interpreter or compiler when it is applied, so helpers and kernels are jitted at first launch
-# rather than at import (TRITON_INTERPRET may be set after this module is imported).
-_DEVICE_HELPERS = {
-    "_offset_rotation": _offset_rotation_impl,
-    "_rope_angles": _rope_angles_impl,
-    "_rope_tile": _rope_tile_impl,
-    "_store_unrotated": _store_unrotated_impl,
-    "_visible_range": _visible_range_impl,
-}
-
-
 @functools.cache
-def _build(interpret: bool) -> SimpleNamespace:
-    """JIT helpers and kernels for one mode: fixed small tiles when interpreting, autotuned tiles on a GPU."""
-    helpers = {name: triton.jit(fn) for name, fn in _DEVICE_HELPERS.items()}
-    fns = {name: triton.jit(fn) for name, fn in
-           (("fwd", _attn_fwd), ("delta", _attn_bwd_delta), ("dkdv", _attn_bwd_dkdv), ("dq", _attn_bwd_dq))}
-    if not interpret:  # the interpreter cannot autotune (and would gain nothing from it)
-        prune = {"early_config_prune": _prune_by_length}
-        key = ["T", "HEAD_DIM", "HAS_WINDOW"]
-        fns["fwd"] = triton.autotune(_FWD_CONFIGS, key=key, prune_configs_by=prune)(fns["fwd"])
-        fns["dkdv"] = triton.autotune(_BWD_CONFIGS, key=key, prune_configs_by=prune)(fns["dkdv"])
-        fns["dq"] = triton.autotune(_BWD_CONFIGS, key=key, prune_configs_by=prune)(fns["dq"])
-    return SimpleNamespace(helpers=helpers, **fns)
+def _autotuned(kernel: triton.JITFunction) -> triton.runtime.Autotuner:
+    """`kernel` wrapped in its autotuner, built on first GPU launch (never under the interpreter, which cannot)."""
+    configs = _FWD_CONFIGS if kernel is _attn_fwd else _BWD_CONFIGS
+    return triton.autotune(configs, key=["T", "HEAD_DIM", "HAS_WINDOW"],
+                           prune_configs_by={"early_config_prune": _prune_by_length})(kernel)
 
 
-def _kernels() -> SimpleNamespace:
-    """The kernels for the mode in force now (TRITON_INTERPRET is read per call, not at import)."""
-    built = _build(interpreting())
-    globals().update(built.helpers)
-    return built
+def _launcher(kernel: triton.JITFunction, tuned: bool = True):
+    """The kernel itself under the interpreter (fixed tiles come with the launch), its autotuner on a GPU."""
+    jitted_for_interpreter = not isinstance(kernel, triton.JITFunction)
+    if jitted_for_interpreter != interpreting():
+        # triton.jit (ours and Triton's own tl.zeros, tl.sum, ...) picks interpreter or compiler when triton is
+        # imported, so the mode cannot change afterwards.
+        raise RuntimeError("rope_attention: TRITON_INTERPRET changed after triton was imported; set it before the "
+                           "first `import triton` (or kernels.attention)")
+    return _autotuned(kernel) if tuned and not jitted_for_interpreter else kernel
 
 
 @functools.lru_cache(maxsize=64)
@@ -461,7 +452,7 @@ def _forward_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: to
     lse = torch.empty((B * H, T), dtype=torch.float32, device=q.device)
     meta, w, _ = _launch_args(q, window)
     grid = lambda cfg: (triton.cdiv(T, cfg["BLOCK_M"]), B * H)
-    _kernels().fwd[grid](
+    _launcher(_attn_fwd)[grid](
         q, k, v, o, lse, lengths, offsets, *_rope_tables(T, D, base, q.device),
         *q.stride(), *k.stride(), *v.stride(), *o.stride(), H, T, w, scale * _LOG2E, **meta)
     return o, lse
@@ -472,12 +463,11 @@ def _backward_impl(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.
                    scale: float, need_q: bool, need_kv: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch delta, dK/dV and dQ kernels; a gradient that is not needed comes back as an empty tensor."""
     B, H, T, D = q.shape
-    kern = _kernels()
     meta, w, _ = _launch_args(q, window)
     tables = _rope_tables(T, D, base, q.device)
     delta = torch.empty((B * H, T), dtype=torch.float32, device=q.device)
     delta_block = meta.get("BLOCK_M", 64)
-    kern.delta[(triton.cdiv(T, delta_block), B * H)](
+    _launcher(_attn_bwd_delta, tuned=False)[(triton.cdiv(T, delta_block), B * H)](
         o, do, delta, *o.stride(), *do.stride(), H, T, HEAD_DIM=D, BLOCK_D=meta["BLOCK_D"], BLOCK_M=delta_block)
     strides = (*q.stride(), *k.stride(), *v.stride(), *do.stride())
     scalars = (H, T, w, scale, scale * _LOG2E)
@@ -486,12 +476,12 @@ def _backward_impl(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.
         dk = torch.empty((B, H, T, D), dtype=k.dtype, device=k.device)
         dv = torch.empty((B, H, T, D), dtype=v.dtype, device=v.device)
         grid = lambda cfg: (triton.cdiv(T, cfg["BLOCK_N"]), B * H)
-        kern.dkdv[grid](q, k, v, do, lse, delta, dk, dv, lengths, offsets, *tables, *strides,
+        _launcher(_attn_bwd_dkdv)[grid](q, k, v, do, lse, delta, dk, dv, lengths, offsets, *tables, *strides,
                         *dk.stride(), *dv.stride(), *scalars, **meta)
     if need_q:
         dq = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
         grid = lambda cfg: (triton.cdiv(T, cfg["BLOCK_M"]), B * H)
-        kern.dq[grid](q, k, v, do, lse, delta, dq, lengths, offsets, *tables, *strides, *dq.stride(),
+        _launcher(_attn_bwd_dq)[grid](q, k, v, do, lse, delta, dq, lengths, offsets, *tables, *strides, *dq.stride(),
                       *scalars, **meta)
     return dq, dk, dv
 
