@@ -2,7 +2,8 @@
 
 The state_dict is the same for every KernelConfig, so a model trained with Triton kernels on a GPU loads on a
 laptop with `load_model(path)` (all-torch kernels, CPU) for inference. Prefixes added by torch.compile
-(`_orig_mod.`) and DistributedDataParallel (`module.`) are stripped on save and on load.
+(`_orig_mod.`) and DistributedDataParallel (`module.`) are stripped on save and on load. `load_model` also reads
+the weights of a training run's checkpoint (slr_fast.train: `model` and `model_config` keys).
 """
 
 from __future__ import annotations
@@ -77,18 +78,22 @@ def load_model(source: str | os.PathLike | dict, kernels: KernelConfig | None = 
         if not Path(source).is_file():
             raise FileNotFoundError(f"model checkpoint {name} does not exist")
         ckpt = torch.load(source, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict) or "model_config" not in ckpt or "model_state" not in ckpt:
+    if isinstance(ckpt, dict) and "model_config" in ckpt and "model_state" in ckpt:
+        if ckpt.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
+            raise ValueError(f"{name}: checkpoint format {ckpt['format']!r}, this version reads {CHECKPOINT_FORMAT!r}")
+        state = ckpt["model_state"]
+    elif isinstance(ckpt, dict) and "model_config" in ckpt and isinstance(ckpt.get("model"), dict):
+        state = ckpt["model"]  # a training run's checkpoint (slr_fast.train): the same config and weights inside
+    else:
         keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{name} is not a slr_fast model checkpoint (needs model_config and model_state; has {keys})")
-    if ckpt.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
-        raise ValueError(f"{name}: checkpoint format {ckpt['format']!r}, this version reads {CHECKPOINT_FORMAT!r}")
     try:
         config = ModelConfig.from_dict(ckpt["model_config"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name}: bad model config: {e}") from e
     model = SignModel(config, kernels=kernels if kernels is not None else TORCH_KERNELS)
     try:
-        model.load_state_dict(clean_state_dict(ckpt["model_state"]))
+        model.load_state_dict(clean_state_dict(state))
     except RuntimeError as e:
         raise ValueError(f"{name}: weights do not match its model config: {e}") from e
     return model.to(map_location).eval()

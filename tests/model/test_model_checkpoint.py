@@ -47,6 +47,18 @@ def test_compiled_and_wrapped_prefixes_are_stripped():
     assert set(loaded.kernel_report().values()) == {"native"}
 
 
+def test_reads_the_weights_of_a_training_checkpoint(tmp_path):
+    model = SignModel(tiny_config()).eval()
+    path = tmp_path / "last.pt"
+    # The layout of a training run's checkpoint: weights under "model", plus optimizer state and the like.
+    torch.save({"format": "slr_fast.checkpoint", "version": 1, "model": model.state_dict(),
+                "model_config": model.config.to_dict(), "optimizer": {"state": {}}}, path)
+    loaded = load_model(path)
+    batch = make_batch(B=2, T=6)
+    torch.testing.assert_close(loaded(batch["x"], batch["mask"], batch["length"]).logits,
+                               model(batch["x"], batch["mask"], batch["length"]).logits, **LOGIT_TOL)
+
+
 def test_default_inference_kernels_are_all_torch():
     assert all(v == "torch" for v in TORCH_KERNELS.to_dict().values())
 
