@@ -21,6 +21,16 @@ from slr_fast.store.schema import (
 )
 
 
+def _read(where: str, what: str, fn):
+    """Run a zarr read; a failure (missing or corrupt chunk, lost connection) names the store and what was read."""
+    try:
+        return fn()
+    except (StoreError, IndexError):
+        raise
+    except Exception as e:
+        raise StoreError(f"{where}: cannot read {what}: {type(e).__name__}: {e}") from e
+
+
 class KeypointStore:
     """A validated keypoint store; frames stay in Zarr (read on demand) or in memory after `load()`.
 
@@ -31,6 +41,12 @@ class KeypointStore:
     def __init__(self, *, frames: Any, offsets: np.ndarray, labels: np.ndarray, signers: np.ndarray,
                  seq_ids: np.ndarray, splits: np.ndarray, layout: Layout, classes: list[str],
                  provenance: dict[str, Any], attrs: dict[str, Any], where: str):
+        for arr in (offsets, labels, signers, seq_ids, splits):
+            arr.flags.writeable = False  # shared by every view of the store (load() shares them too)
+        if isinstance(frames, np.ndarray):
+            # In-memory frames are handed out as views (get_many, read_frames): an in-place edit by a caller would
+            # silently change the data for every later reader, so it fails instead.
+            frames.flags.writeable = False
         self._frames = frames  # zarr.Array, or np.ndarray once loaded
         self.offsets = offsets
         self.labels = labels
@@ -71,7 +87,7 @@ class KeypointStore:
             check_array_meta(where, name, arr, layout)
             arrays[name] = arr
         frames = arrays.pop("frames")
-        index = {name: arr[...] for name, arr in arrays.items()}
+        index = {name: _read(where, name, lambda a=arr: a[...]) for name, arr in arrays.items()}
         check_index(where, index["offsets"], index["label"], index["signer"], index["seq_id"], index["split"],
                     num_frames=frames.shape[0], num_classes=len(classes))
         expected = meta.get("num_sequences")
@@ -130,12 +146,15 @@ class KeypointStore:
         """Frames [start, stop) of the flat (ΣT, P, C) array."""
         if not 0 <= start <= stop <= self.num_frames:
             raise IndexError(f"{self.where}: frame range [{start}, {stop}) outside 0..{self.num_frames}")
-        out = self._frames[start:stop]
-        return out if self.in_memory else np.asarray(out)
+        if self.in_memory:
+            return self._frames[start:stop]
+        return _read(self.where, f"frames [{start}, {stop})", lambda: np.asarray(self._frames[start:stop]))
 
     def frames_array(self) -> np.ndarray:
-        """All frames as one (ΣT, P, C) float32 array (read from disk unless loaded)."""
-        return self._frames if self.in_memory else np.asarray(self._frames[...])
+        """All frames as one (ΣT, P, C) float32 array (read from disk unless loaded; read-only if loaded)."""
+        if self.in_memory:
+            return self._frames
+        return _read(self.where, "frames", lambda: np.asarray(self._frames[...]))
 
     def get_many(self, indices: Iterable[int]) -> list[np.ndarray]:
         """Frames of several sequences, in the order given; on disk each needed chunk is read and decoded once.
@@ -144,9 +163,16 @@ class KeypointStore:
         the chunks it touches concurrently instead of one read per sequence. Results are views into one
         (ΣT_batch, P, C) block (on disk) or into the loaded frames (in memory).
         """
-        idx = np.array([self._check_index(i) for i in indices], dtype=np.int64)
+        idx = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices))
         if idx.size == 0:
             return []
+        if idx.ndim != 1 or idx.dtype.kind not in "iu":
+            raise TypeError(f"{self.where}: get_many takes a 1-D sequence of integer indices, got {idx.dtype}")
+        idx = idx.astype(np.int64)
+        bad = (idx < -len(self)) | (idx >= len(self))
+        if bad.any():
+            raise IndexError(f"{self.where}: sequence index {int(idx[bad][0])} out of range for {len(self)} sequences")
+        idx = np.where(idx < 0, idx + len(self), idx)
         starts, stops = self.offsets[idx], self.offsets[idx + 1]
         if self.in_memory:
             return [self._frames[a:b] for a, b in zip(starts, stops, strict=True)]
@@ -155,7 +181,8 @@ class KeypointStore:
         ends = np.cumsum(lens)
         # Frame numbers of the sorted batch, back to back: start of each sequence + position within it.
         frames = np.repeat(starts[order], lens) + (np.arange(ends[-1]) - np.repeat(ends - lens, lens))
-        block = np.asarray(self._frames.get_orthogonal_selection((frames,)))
+        block = _read(self.where, f"frames of sequences {idx[:8].tolist()}{'...' if len(idx) > 8 else ''}",
+                      lambda: np.asarray(self._frames.get_orthogonal_selection((frames,))))
         out: list[np.ndarray | None] = [None] * len(idx)
         for k, a, b in zip(order, ends - lens, ends, strict=True):
             out[k] = block[a:b]
