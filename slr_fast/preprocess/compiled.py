@@ -22,6 +22,8 @@ NORM_SEQUENCE, NORM_PART, NORM_NONE = 0, 1, 2
 RS_MEAN, RS_LINEAR, RS_PAD = 0, 1, 2
 MASK_SEPARATE, MASK_CHANNEL = 0, 1
 LEVEL_POINT, LEVEL_PART = 0, 1
+_NAN = np.float32(np.nan)
+_ZERO = np.float32(0.0)
 
 
 @nb.njit(cache=True)
@@ -70,6 +72,21 @@ def gather(frames, keep, k, pos, m, shift, inv, w):
         i1 = min(i0 + 1, k - 1)
         t = s - i0
         f0, f1 = keep[i0], keep[i1]
+        if t == 0.0:  # integer position (no temporal op, or a cropped frame): a copy, branch-free per point
+            for p in range(P):
+                v0, v1 = np.float64(frames[f0, p, 0]), np.float64(frames[f0, p, 1])
+                ok = math.isfinite(v0) & math.isfinite(v1)
+                if three:
+                    ok = ok & math.isfinite(frames[f0, p, 2])
+                sc = inv[p]
+                a = np.float32((v0 - shift[p, 0]) * sc)
+                b = np.float32((v1 - shift[p, 1]) * sc)
+                w[j, p, 0] = a if ok else _NAN
+                w[j, p, 1] = b if ok else _NAN
+                if three:
+                    c = np.float32((np.float64(frames[f0, p, 2]) - shift[p, 2]) * sc)
+                    w[j, p, 2] = c if ok else _NAN
+            continue
         for p in range(P):
             ok0 = math.isfinite(frames[f0, p, 0]) and math.isfinite(frames[f0, p, 1])
             ok1 = math.isfinite(frames[f1, p, 0]) and math.isfinite(frames[f1, p, 1])
@@ -188,6 +205,7 @@ def resample_out(w, m, T, mode, x, mask):
         return 0
     length = min(m, T) if mode == RS_PAD else T
     prev = -1
+    acc = np.empty((P, 4))  # window sums of x, y, z and the count of present frames
     for t in range(T):
         window = mode == RS_MEAN and m > T
         lo, hi = (t * m) // T, ((t + 1) * m) // T
@@ -208,23 +226,43 @@ def resample_out(w, m, T, mode, x, mask):
                 mask[t, p] = mask[t - 1, p]
             continue
         prev = i0 if (not window and u == 0.0) else -1
+        if window:  # mean over frames lo..hi-1: frames outer, points inner (contiguous), sums in float64
+            acc[:] = 0.0
+            for j in range(lo, hi):
+                for p in range(P):
+                    ok = math.isfinite(w[j, p, 0])
+                    acc[p, 3] += ok
+                    acc[p, 0] += w[j, p, 0] if ok else 0.0
+                    acc[p, 1] += w[j, p, 1] if ok else 0.0
+                    if three:
+                        acc[p, 2] += w[j, p, 2] if ok else 0.0
+            for p in range(P):
+                cnt = acc[p, 3]
+                v0 = np.float32(acc[p, 0] / cnt) if cnt > 0 else _ZERO
+                v1 = np.float32(acc[p, 1] / cnt) if cnt > 0 else _ZERO
+                v2 = np.float32(acc[p, 2] / cnt) if cnt > 0 else _ZERO
+                ok = (cnt > 0) & math.isfinite(v0) & math.isfinite(v1) & math.isfinite(v2)
+                x[t, p, 0] = v0 if ok else _ZERO
+                x[t, p, 1] = v1 if ok else _ZERO
+                if three:
+                    x[t, p, 2] = v2 if ok else _ZERO
+                mask[t, p] = np.float32(ok)
+            continue
+        if t < length and u == 0.0:  # a copy of frame i0, branch-free per point
+            for p in range(P):
+                v0, v1 = w[i0, p, 0], w[i0, p, 1]
+                ok = math.isfinite(v0) & math.isfinite(v1)
+                if three:
+                    ok = ok & math.isfinite(w[i0, p, 2])
+                    x[t, p, 2] = w[i0, p, 2] if ok else _ZERO
+                x[t, p, 0] = v0 if ok else _ZERO
+                x[t, p, 1] = v1 if ok else _ZERO
+                mask[t, p] = np.float32(ok)
+            continue
         for p in range(P):
             v0, v1, v2 = np.float32(0.0), np.float32(0.0), np.float32(0.0)
             if t >= length:
                 ok = False
-            elif window:
-                cnt = 0
-                a0, a1, a2 = 0.0, 0.0, 0.0
-                for j in range(lo, hi):
-                    if math.isfinite(w[j, p, 0]):
-                        cnt += 1
-                        a0 += w[j, p, 0]
-                        a1 += w[j, p, 1]
-                        if three:
-                            a2 += w[j, p, 2]
-                ok = cnt > 0
-                if ok:
-                    v0, v1, v2 = np.float32(a0 / cnt), np.float32(a1 / cnt), np.float32(a2 / cnt)
             else:
                 ok0 = math.isfinite(w[i0, p, 0])
                 ok1 = math.isfinite(w[i1, p, 0])
