@@ -188,6 +188,29 @@ class KeypointStore:
             out[k] = block[a:b]
         return out  # type: ignore[return-value]
 
+    def verify(self, block_chunks: int = 64) -> dict[str, Any]:
+        """Read every frame once (block by block) and check it: chunks decode, no infinite values.
+
+        `open` checks only the index; this is the deep check for a store copied or downloaded from elsewhere.
+        Returns {"frames", "nan_fraction", "empty_frames"} (frames where no point was detected).
+        """
+        step = max(1, self.chunk_frames * block_chunks)
+        nan = empty = 0
+        for start in range(0, self.num_frames, step):
+            stop = min(start + step, self.num_frames)
+            block = self.read_frames(start, stop)
+            inf = np.isinf(block)
+            if inf.any():
+                frame = start + int(np.argwhere(inf)[0][0])
+                seq = int(np.searchsorted(self.offsets, frame, side="right") - 1)
+                raise StoreError(f"{self.where}: infinite value in frame {frame} (sequence {seq}, id "
+                                 f"{str(self.seq_ids[seq])!r}); undetected points must be NaN")
+            missing = np.isnan(block)
+            nan += int(missing.sum())
+            empty += int(missing.reshape(len(block), -1).all(axis=1).sum())
+        values = self.num_frames * self.layout.num_points * self.layout.num_channels
+        return {"frames": self.num_frames, "nan_fraction": nan / values if values else 0.0, "empty_frames": empty}
+
     # ---------------------------------------------------------------- selection
     def class_ids(self, classes: Iterable[str | int]) -> np.ndarray:
         """Class names or ids -> int32 ids (in the order given); unknown ones fail listing examples."""
