@@ -61,7 +61,7 @@ from kernels._triton_utils import NAMESPACE, interpreting
 __all__ = ["rope_attention"]
 
 _LOG2E = math.log2(math.e)
-_MAX_HEAD_DIM = 256  # beyond this one tile row no longer fits in registers at any useful block size
+_MAX_HEAD_DIM = 128  # the range the tile configs are sized and tested for (the model uses 32-64)
 _INTERPRET_BLOCK = 16  # the interpreter runs ~1 ms per program instance: small tiles, no autotuning
 
 
@@ -431,8 +431,8 @@ def _rope_tables(seq_len: int, head_dim: int, base: float, device: torch.device)
     return inv_freq, theta.cos().contiguous(), theta.sin().contiguous()
 
 
-def _launch_args(q: torch.Tensor, window: int | None) -> tuple[dict, int, bool]:
-    """Constexpr tile sizes and precision for this call, plus the effective window and whether it masks anything."""
+def _launch_args(q: torch.Tensor, window: int | None) -> tuple[dict, int]:
+    """Constexpr tile sizes, window flag and dot precision for this call, plus the window value to pass."""
     D, T = q.shape[-1], q.shape[-2]
     has_window = window is not None and window < T - 1  # a window of T - 1 or more hides nothing
     meta = {"HEAD_DIM": D, "BLOCK_HALF": max(16, triton.next_power_of_2(D // 2)),
@@ -441,7 +441,7 @@ def _launch_args(q: torch.Tensor, window: int | None) -> tuple[dict, int, bool]:
             "DOT_PRECISION": "tf32" if q.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"}
     if interpreting():  # explicit small tiles: the interpreter pays per program instance and cannot autotune
         meta.update(BLOCK_M=_INTERPRET_BLOCK, BLOCK_N=_INTERPRET_BLOCK)
-    return meta, (window if has_window else 0), has_window
+    return meta, (window if has_window else 0)
 
 
 def _forward_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, offsets: torch.Tensor,
@@ -450,7 +450,7 @@ def _forward_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: to
     B, H, T, D = q.shape
     o = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
     lse = torch.empty((B * H, T), dtype=torch.float32, device=q.device)
-    meta, w, _ = _launch_args(q, window)
+    meta, w = _launch_args(q, window)
     grid = lambda cfg: (triton.cdiv(T, cfg["BLOCK_M"]), B * H)
     _launcher(_attn_fwd)[grid](
         q, k, v, o, lse, lengths, offsets, *_rope_tables(T, D, base, q.device),
@@ -463,7 +463,7 @@ def _backward_impl(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.
                    scale: float, need_q: bool, need_kv: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch delta, dK/dV and dQ kernels; a gradient that is not needed comes back as an empty tensor."""
     B, H, T, D = q.shape
-    meta, w, _ = _launch_args(q, window)
+    meta, w = _launch_args(q, window)
     tables = _rope_tables(T, D, base, q.device)
     delta = torch.empty((B * H, T), dtype=torch.float32, device=q.device)
     delta_block = meta.get("BLOCK_M", 64)
