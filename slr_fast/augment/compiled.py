@@ -82,18 +82,22 @@ def speed_change(pos, L, out, prm, k0):
 # ------------------------------------------------------------------------------------------------- spatial ops
 @nb.njit(cache=True)
 def _about(w, m, centre, mat):
-    """w[:m] = centre + mat @ (v - centre) per point (z = 0 when C == 2)."""
-    P, C = w.shape[1], w.shape[2]
-    d = np.empty(3)
+    """w[:m] = centre + mat @ (v - centre) per point (z = 0 when C == 2); channels written out for speed."""
+    P = w.shape[1]
+    three = w.shape[2] == 3
+    c0, c1, c2 = centre[0], centre[1], centre[2]
     for j in range(m):
         for p in range(P):
-            for c in range(C):
-                d[c] = np.float64(w[j, p, c]) - centre[c]
-            for r in range(C):
-                acc = mat[r, 0] * d[0] + mat[r, 1] * d[1]
-                if C == 3:
-                    acc = acc + mat[r, 2] * d[2]
-                w[j, p, r] = np.float32(acc + centre[r])
+            d0 = np.float64(w[j, p, 0]) - c0
+            d1 = np.float64(w[j, p, 1]) - c1
+            if three:
+                d2 = np.float64(w[j, p, 2]) - c2
+                w[j, p, 0] = np.float32((mat[0, 0] * d0 + mat[0, 1] * d1 + mat[0, 2] * d2) + c0)
+                w[j, p, 1] = np.float32((mat[1, 0] * d0 + mat[1, 1] * d1 + mat[1, 2] * d2) + c1)
+                w[j, p, 2] = np.float32((mat[2, 0] * d0 + mat[2, 1] * d1 + mat[2, 2] * d2) + c2)
+            else:
+                w[j, p, 0] = np.float32((mat[0, 0] * d0 + mat[0, 1] * d1) + c0)
+                w[j, p, 1] = np.float32((mat[1, 0] * d0 + mat[1, 1] * d1) + c1)
 
 
 @nb.njit(cache=True)
@@ -126,15 +130,19 @@ def rotate(w, m, prm, k0, centre):
 def mirror(w, m, centre, mirror_idx, tmp):
     """Left/right mirror in place; tmp is (P, C) float32 scratch."""
     P, C = w.shape[1], w.shape[2]
+    cx2 = 2.0 * centre[0]
     for j in range(m):
         for p in range(P):
             q = mirror_idx[p]
-            tmp[p, 0] = np.float32(2.0 * centre[0] - np.float64(w[j, q, 0]))
-            for c in range(1, C):
-                tmp[p, c] = w[j, q, c]
+            tmp[p, 0] = np.float32(cx2 - np.float64(w[j, q, 0]))
+            tmp[p, 1] = w[j, q, 1]
+            if C == 3:
+                tmp[p, 2] = w[j, q, 2]
         for p in range(P):
-            for c in range(C):
-                w[j, p, c] = tmp[p, c]
+            w[j, p, 0] = tmp[p, 0]
+            w[j, p, 1] = tmp[p, 1]
+            if C == 3:
+                w[j, p, 2] = tmp[p, 2]
 
 
 @nb.njit(cache=True)
@@ -166,14 +174,11 @@ def part_distort(w, m, prm, k0, part_bounds):
 
 @nb.njit(cache=True)
 def noise(w, m, prm, k1):
-    """Gaussian noise of std prm[0] on every coordinate (NaN stays NaN)."""
-    P, C = w.shape[1], w.shape[2]
+    """Gaussian noise of std prm[0] on every coordinate (NaN stays NaN); draw i is flat element i."""
+    flat = w.reshape(w.size)  # (m, P, C) C-order: flat index (j * P + p) * C + c, as in the reference
     std = prm[0]
-    for j in range(m):
-        for p in range(P):
-            base = (j * P + p) * C
-            for c in range(C):
-                w[j, p, c] = np.float32(np.float64(w[j, p, c]) + std * normal(k1, base + c))
+    for i in range(m * w.shape[1] * w.shape[2]):
+        flat[i] = np.float32(np.float64(flat[i]) + std * normal(k1, i))
 
 
 @nb.njit(cache=True)
