@@ -149,4 +149,9 @@ def test_show_draws_a_real_synthetic_sequence(tmp_path):
     assert main(["show", str(store.where), "--index", "1", "--out", str(out)]) == 0
     img = plt.imread(out)
     assert img.shape[0] > 100 and img.std() > 0.01  # something was drawn
+    aug = tmp_path / "aug.png"
+    args = ["show", str(store.where), "--index", "1", "--out", str(aug), "--frames", "3"]
+    assert main([*args, "--augment", "full"]) == 0
+    assert plt.imread(aug).shape[0] > 1.5 * img.shape[0]  # two rows: original and augmented
+    assert main([*args, "--augment", "nonsense"]) == 2
     assert isinstance(KeypointStore.open(store.where), KeypointStore)

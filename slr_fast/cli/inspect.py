@@ -44,7 +44,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     frames, label = store[i]
     if frames.shape[0] == 0:
         raise ValueError(f"sequence {i} of {args.store} has no frames to draw")
-    fig = draw_sequence(frames, store.layout, args.frame_ids, count=args.frames)
+    if args.augment is not None:
+        # Before/after rows of the engine's preview (frames after hand-less dropping and normalization).
+        from slr_fast.engine import augment_preview
+        from slr_fast.viz import draw_comparison
+
+        before, after = augment_preview(frames, store.layout, args.augment, seed=args.seed, epoch=args.epoch,
+                                        sample_id=i)
+        fig = draw_comparison({"original": before, "augmented": after}, store.layout, args.frame_ids,
+                              count=args.frames)
+    else:
+        fig = draw_sequence(frames, store.layout, args.frame_ids, count=args.frames)
     split = {-1: "no split", 0: "train", 1: "val", 2: "test"}.get(int(store.splits[i]), "?")
     fig.suptitle(f"#{i} {store.seq_ids[i]}  class {store.classes[label]}  signer {int(store.signers[i])}  "
                  f"{split}  {frames.shape[0]} frames", fontsize=9)
@@ -75,5 +85,10 @@ def register(subparsers) -> None:
     s.add_argument("--frames", type=int, default=6, metavar="K", help="frames to draw, evenly spread (default: 6)")
     s.add_argument("--frame-ids", type=_frame_ids, default=None, metavar="A,B,..",
                    help="draw these frame numbers instead of --frames evenly spread ones")
+    s.add_argument("--augment", metavar="PIPELINE", default=None,
+                   help="also draw the sequence after augmentation: a pipeline name (default, full), a .json/.yaml "
+                        "file or JSON text; rows show the engine's frames before/after")
+    s.add_argument("--seed", type=int, default=0, help="augmentation seed for --augment (default: 0)")
+    s.add_argument("--epoch", type=int, default=0, help="augmentation epoch for --augment (default: 0)")
     s.add_argument("--dpi", type=int, default=110, help="image resolution (default: %(default)s)")
     s.set_defaults(func=cmd_show)

@@ -38,6 +38,10 @@ _SLICES = SOURCE_LAYOUT.part_slices()
 LIPS_S, LEFT_S, RIGHT_S, POSE_S = _SLICES["lips"], _SLICES["left_hand"], _SLICES["right_hand"], _SLICES["pose"]
 _MIRROR = SOURCE_LAYOUT.mirror_index()
 _SOURCE_PART = SOURCE_LAYOUT.part_ids()
+# Jitter per source part (lips, left hand, right hand, pose): the face mesh moves its lip points together, so
+# their own noise is small next to the mouth's size; hands and pose points wobble individually.
+_SHARED_JITTER = np.array([0.5, 1.0, 1.0, 1.0])
+_OWN_JITTER = np.array([0.12, 1.0, 1.0, 1.0])
 
 # Per-frame motion state of one hand: position 3, joint flexion 15, splay 1, thumb abduction 1, thumb opposition 1,
 # palm orientation 3 (roll, pitch, yaw), mouth 3 (opening, width, smile; used from the dominant hand's track).
@@ -319,8 +323,8 @@ def render_sequence(sign: Sign, signer: Signer, length: int, rng: np.random.Gene
     # Detector jitter: a shared wobble per part plus each point's own, both correlated over a few frames.
     sigma = jitter * signer.jitter_factor * signer.unit
     if sigma > 0:
-        shared = smooth_noise(rng, T, (4, channels), 3)[:, part]
-        own = smooth_noise(rng, T, (rows.size, channels), 2)
+        shared = smooth_noise(rng, T, (4, channels), 3)[:, part] * _SHARED_JITTER[part, None]
+        own = smooth_noise(rng, T, (rows.size, channels), 2) * _OWN_JITTER[part, None]
         scale = np.array([1.0 / signer.aspect, 1.0, 2.0 / signer.aspect])[:channels]  # depth is the noisiest
         out += (sigma * 0.7) * (shared + own) * scale
     out[gone[:, part]] = np.nan
