@@ -143,6 +143,23 @@ def test_compression(benchmark, tmp_path, walks, compression_table, data, compre
 
 
 @pytest.mark.benchmark(group="store")
+def test_write(benchmark, tmp_path, walks):
+    """Streaming write with the default chunking and compression (the store side of every ingest)."""
+    counter = iter(range(10**6))
+
+    def write():
+        return write_store(tmp_path / f"w{next(counter)}.zarr", walks, [0] * len(walks))
+
+    raw = sum(s.nbytes for s in walks)
+    seconds = _best(benchmark, write)
+    benchmark.extra_info.update(samples_per_s=round(len(walks) / seconds), mb_per_s=round(raw / seconds / 1e6, 1),
+                                chunk_frames=DEFAULT_CHUNK_FRAMES, compression=DEFAULT_COMPRESSION)
+    store = benchmark(write)
+    assert len(store) == len(walks) and store.num_frames == sum(len(s) for s in walks)
+    print(f"write: {len(walks) / seconds:.0f} sequences/s, {raw / seconds / 1e6:.0f} MB/s raw")
+
+
+@pytest.mark.benchmark(group="store")
 @pytest.mark.parametrize("chunk_frames", CHUNK_SIZES)
 def test_full_load(benchmark, access_stores, chunk_frames):
     store = access_stores[chunk_frames]

@@ -17,6 +17,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -158,11 +159,13 @@ class StoreWriter:
             "compression": compression,
         }
         self._group.attrs[ATTRS_KEY] = self._meta
-        p, c = layout.num_points, layout.num_channels
+        p, c = self._point_shape = (layout.num_points, layout.num_channels)
         self._frames = self._group.create_array(
             "frames", shape=(0, p, c), chunks=(self._chunk, p, c), dtype="float32", **codecs,
             fill_value=np.nan)
-        self._written = 0  # frames already in the array
+        self._written = 0  # frames handed to the array (written, or being written by the writer thread)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slr-store-writer")
+        self._inflight: Future | None = None
         self._pending: list[np.ndarray] = []
         self._pending_frames = 0
         self._lengths: list[int] = []
@@ -208,7 +211,7 @@ class StoreWriter:
         arr = np.asarray(frames)
         if arr.dtype.kind not in "fiu":
             raise ValueError(f"{name}: frames must be numeric, got dtype {arr.dtype}")
-        want = (self.layout.num_points, self.layout.num_channels)
+        want = self._point_shape
         if arr.ndim != 3 or arr.shape[1:] != want:
             raise ValueError(f"{name}: frames have shape {arr.shape}, expected (T, {want[0]}, {want[1]}) "
                              f"for layout {self.layout.name!r}")
@@ -245,16 +248,28 @@ class StoreWriter:
 
     def _flush(self, final: bool) -> None:
         n = self._pending_frames if final else (self._pending_frames // self._chunk) * self._chunk
-        if n == 0:
-            return
-        block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
-        p, c = block.shape[1:]
-        self._frames.resize((self._written + n, p, c))
-        self._frames[self._written:self._written + n] = block[:n]
-        self._written += n
-        rest = block[n:]
-        self._pending = [rest.copy()] if len(rest) else []
-        self._pending_frames = len(rest)
+        if n:
+            block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+            start, self._written = self._written, self._written + n
+            # At most one block in flight: memory stays bounded (two blocks) and blocks land in order.
+            self._wait()
+            self._inflight = self._pool.submit(self._write_block, start, block[:n])
+            rest = block[n:]
+            self._pending = [rest.copy()] if len(rest) else []
+            self._pending_frames = len(rest)
+        if final:
+            self._wait()
+
+    def _write_block(self, start: int, data: np.ndarray) -> None:
+        # Runs on the writer thread: compression (blosc releases the GIL) overlaps the caller reading sources.
+        self._frames.resize((start + len(data), *data.shape[1:]))
+        self._frames[start:start + len(data)] = data
+
+    def _wait(self) -> None:
+        """Finish the block in flight; a failed write re-raises here, in the caller's thread."""
+        if self._inflight is not None:
+            future, self._inflight = self._inflight, None
+            future.result()
 
     def close(self) -> None:
         """Write the remaining frames and the index, mark the store complete and publish it."""
@@ -271,6 +286,7 @@ class StoreWriter:
             self.abort()
             raise
         self._closed = True
+        self._pool.shutdown(wait=True)
         self._bar.close()
 
     def _write_index(self) -> None:
@@ -310,6 +326,12 @@ class StoreWriter:
     def abort(self) -> None:
         """Discard what was written (a local temp folder is removed; a URL store stays marked incomplete)."""
         self._closed = True
+        # The writer thread must be idle before the temp folder goes, or it would recreate files in it.
+        try:
+            self._wait()
+        except Exception:  # the caller is already handling the failure that made it abort
+            pass
+        self._pool.shutdown(wait=True)
         self._bar.close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)

@@ -147,3 +147,16 @@ def test_second_writer_does_not_clobber_a_store_published_meanwhile(tmp_path):
     with pytest.raises(StoreError, match="a complete store appeared there while writing"):
         slow.close()
     assert len(KeypointStore.open(path)) == 3 and _leftovers(path) == []
+
+
+def test_failed_background_write_surfaces_and_publishes_nothing(tmp_path, monkeypatch):
+    def disk_full(self, start, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(StoreWriter, "_write_block", disk_full)
+    path = tmp_path / "s.zarr"
+    with pytest.raises(OSError, match="No space left on device"):
+        with StoreWriter(path, classes=["a"], progress=False, chunk_frames=8, flush_frames=8) as w:
+            for s in smooth_sequences(30, seed=12):
+                w.append(s, 0)
+    assert not path.exists() and _leftovers(path) == []
