@@ -29,7 +29,8 @@ from slr_fast.loader import KeypointLoader, LoaderConfig
 
 engine = pytest.importorskip("slr_fast.engine")
 
-N = 8192  # sequences in the benchmark store
+N = 8192  # sequences in the benchmark store when timing
+N_CHECK = 1024  # with timing disabled (CI) the cases only have to run correctly: a smaller store keeps them quick
 BATCH = 256
 TARGET = 30_000
 
@@ -49,14 +50,18 @@ def synthetic_sequences(n: int, seed: int = 0):
 
 
 @pytest.fixture(scope="module")
-def store_path(tmp_path_factory):
+def bench_store(tmp_path_factory, pytestconfig):
+    """(path, number of sequences) of an on-disk store written with the project's default settings."""
     from slr_fast.store import write_store
 
+    timing = pytestconfig.getoption("benchmark_enable", False) or not pytestconfig.getoption(
+        "benchmark_disable", False)
+    n = N if timing else N_CHECK
     rng = np.random.default_rng(1)
     path = tmp_path_factory.mktemp("bench") / "loader.zarr"
-    write_store(path, synthetic_sequences(N), labels=[int(c) for c in rng.integers(0, 250, N)],
-                classes=[f"sign{i}" for i in range(250)], signers=[int(s) for s in rng.integers(0, 21, N)])
-    return path
+    write_store(path, synthetic_sequences(n), labels=[int(c) for c in rng.integers(0, 250, n)],
+                classes=[f"sign{i}" for i in range(250)], signers=[int(s) for s in rng.integers(0, 21, n)])
+    return path, n
 
 
 def processor(augment):
@@ -88,8 +93,9 @@ def run_epochs(benchmark, loader, rounds: int = 3) -> dict:
 
 
 @pytest.mark.parametrize("augment", [None, "default"], ids=["preprocess", "preprocess+augment"])
-def test_loader_in_memory(benchmark, store_path, augment):
+def test_loader_in_memory(benchmark, bench_store, augment):
     benchmark.group = "loader"
+    store_path, n = bench_store
     proc = processor(augment)
     t0 = time.perf_counter()
     loader = KeypointLoader(store_path, proc, LoaderConfig(batch_size=BATCH, in_memory=True))
@@ -98,7 +104,7 @@ def test_loader_in_memory(benchmark, store_path, augment):
         res = run_epochs(benchmark, loader)
     bare = processor_only_rate(store_path, proc)
     benchmark.extra_info.update({"load_s": round(load_s, 3),
-                                 "samples_per_s_with_load": round(N / (load_s + res["first_epoch_s"])),
+                                 "samples_per_s_with_load": round(n / (load_s + res["first_epoch_s"])),
                                  "processor_only_samples_per_s": round(bare),
                                  "loader_vs_processor_only": round(res["rate"] / bare, 3)})
     if augment is None:
@@ -109,8 +115,9 @@ def test_loader_in_memory(benchmark, store_path, augment):
           f"{dict(benchmark.extra_info)}")
 
 
-def test_loader_streamed(benchmark, store_path):
+def test_loader_streamed(benchmark, bench_store):
     benchmark.group = "loader"
+    store_path, _ = bench_store
     proc = processor(None)
     with KeypointLoader(store_path, proc, LoaderConfig(batch_size=BATCH, in_memory=False)) as loader:
         res = run_epochs(benchmark, loader, rounds=2)
@@ -129,8 +136,9 @@ class _NoWork:
         return out
 
 
-def test_loader_overhead(benchmark, store_path):
+def test_loader_overhead(benchmark, bench_store):
     benchmark.group = "loader"
+    store_path, _ = bench_store
     with KeypointLoader(store_path, _NoWork(), LoaderConfig(batch_size=BATCH, in_memory=True)) as loader:
         res = run_epochs(benchmark, loader)
     benchmark.extra_info["overhead_us_per_batch"] = round(BATCH / res["rate"] * 1e6, 1)
@@ -144,11 +152,11 @@ def processor_only_rate(store_path, proc) -> float:
     store = KeypointStore.open(store_path).load()
     frames, offsets = store.frames_array(), store.offsets
     out = proc.alloc(BATCH)
-    order = np.random.default_rng(0).permutation(N)
+    order = np.random.default_rng(0).permutation(len(store))
     t0 = time.perf_counter()
-    for s in range(0, N, BATCH):
+    for s in range(0, len(order), BATCH):
         proc.process(frames, offsets, order[s:s + BATCH], 1, out)
-    return N / (time.perf_counter() - t0)
+    return len(order) / (time.perf_counter() - t0)
 
 
 def per_sample_dataloader_rate(store_path, proc, n: int = 1024) -> float:
@@ -168,6 +176,7 @@ def per_sample_dataloader_rate(store_path, proc, n: int = 1024) -> float:
             return {"x": torch.from_numpy(res["x"][0].copy()), "mask": torch.from_numpy(res["mask"][0].copy()),
                     "length": int(res["length"][0]), "label": int(store.labels[i])}
 
+    n = min(n, len(store) // 4)  # the slow path: a quarter of the store at most
     dl = torch.utils.data.DataLoader(PerSample(), batch_size=BATCH, shuffle=True)
     t0 = time.perf_counter()
     count = sum(b["x"].shape[0] for b in dl)
