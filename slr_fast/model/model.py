@@ -104,6 +104,12 @@ class SignModel(nn.Module):
             self._ops[key] = bind_ops(self.kernels, torch.device(device))
         return self._ops[key]
 
+    def __getstate__(self) -> dict:
+        # Bound ops are closures of the registry: rebuilt on first use, never pickled or deep-copied (EMA copies).
+        state = self.__dict__.copy()
+        state["_ops"] = {}
+        return state
+
     def set_kernels(self, kernels: KernelConfig) -> None:
         """Switch backends; parameters are unchanged (every backend computes the same math)."""
         self.kernels = kernels

@@ -72,6 +72,21 @@ def test_triton_matches_torch_logits_and_all_gradients():
     assert_grads_close(grads, ref_grads, "triton vs torch")
 
 
+def test_deep_copy_and_pickle_rebind_the_ops():
+    import copy
+    import io
+
+    model = SignModel(tiny_config(), kernels=KernelConfig.parse("native")).eval()
+    batch = make_batch(B=2, T=6)
+    want = model(batch["x"], batch["mask"], batch["length"]).logits  # ops now bound for cpu
+    buf = io.BytesIO()
+    torch.save(model, buf)  # whole-module pickling (some tools do it) must not trip over the bound closures
+    buf.seek(0)
+    for twin in (copy.deepcopy(model), torch.load(buf, weights_only=False)):
+        assert twin._ops == {}
+        torch.testing.assert_close(twin(batch["x"], batch["mask"], batch["length"]).logits, want, atol=0, rtol=0)
+
+
 def test_set_kernels_switches_backend_and_keeps_the_output():
     batch = make_batch()
     model = SignModel(tiny_config(), kernels=KernelConfig.parse("torch")).eval()
