@@ -21,7 +21,7 @@ class SynthConfig:
     family_size: int = 2  # classes per family of order-only variants (1-4); larger is harder
     # Lengths: log-normal around the median, times the signer's tempo; a long tail up to max_length.
     length_median: float = 40.0
-    length_sigma: float = 0.5
+    length_sigma: float = 0.6
     min_length: int = 3
     max_length: int = 320
     # Detector behaviour. Misses come in bursts; together with hands resting out of view and whole-frame drop-outs
