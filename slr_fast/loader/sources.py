@@ -40,7 +40,8 @@ class InMemorySource:
         self.frames = decoded_frames(store)  # (ΣT, P, C)
         self.offsets = np.ascontiguousarray(store.offsets, dtype=np.int64)  # (N+1,)
         if len(self.frames) != self.offsets[-1]:
-            raise ValueError(f"store frames hold {len(self.frames)} frames but offsets end at {self.offsets[-1]}")
+            raise ValueError(f"{getattr(store, 'where', 'store')}: frames hold {len(self.frames)} frames but offsets "
+                             f"end at {self.offsets[-1]}")
 
     def batches(self, batches: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(frames, offsets, rows) per batch of global indices; rows are the global indices themselves."""
@@ -49,7 +50,7 @@ class InMemorySource:
 
 
 class ChunkedSource:
-    """Streams blocks (a storage chunk's selected sequences) with a read-ahead thread; memory ~ window + readahead."""
+    """Streams blocks (selected sequences starting in one run of frames) via a read-ahead thread, each read once."""
 
     def __init__(self, store, frames_per_block: int, readahead: int):
         self.store = store
@@ -60,7 +61,8 @@ class ChunkedSource:
     def _read_block(self, start: int, stop: int) -> np.ndarray:
         frames = np.asarray(self.store.read_frames(int(start), int(stop)), dtype=np.float32)
         if len(frames) != stop - start:
-            raise ValueError(f"store returned {len(frames)} frames for the range [{start}, {stop})")
+            raise ValueError(f"{getattr(self.store, 'where', 'store')}: read of frames [{start}, {stop}) returned "
+                             f"{len(frames)} frames")
         return frames
 
     def batches(self, batches: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
