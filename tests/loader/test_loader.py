@@ -75,6 +75,24 @@ def test_resume_continues_with_identical_batches(store_factory, mode):
             assert torch.equal(a[k], b[k]), k  # including the (seed, epoch, id) noise of the processor
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("pad", [True, False])
+def test_rank_arguments_shard_without_a_process_group(store_factory, mode, pad):
+    store = store_factory()  # 203 samples over 3 ranks: pad by 1 or drop 2
+    shards = []
+    for rank in range(3):
+        cfg = LoaderConfig(batch_size=16, rank=rank, world_size=3, pad_to_equal=pad, seed=4, **mode)
+        with KeypointLoader(store, RecordingProcessor(), cfg) as loader:
+            shards.append(torch.cat([b["index"] for b in loader]).numpy())
+            assert len(loader) == -(-len(shards[-1]) // 16)
+    assert {len(s) for s in shards} == {68 if pad else 67}
+    flat = np.concatenate(shards)
+    if pad:
+        assert set(flat.tolist()) == set(range(203)) and len(flat) == 204
+    else:
+        assert len(set(flat.tolist())) == len(flat) == 201
+
+
 def test_epochs_reshuffle_and_repeat_from_seed(store_factory):
     store = store_factory()
     with KeypointLoader(store, RecordingProcessor(), LoaderConfig(batch_size=50)) as loader:
