@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from slr_fast.layout import Layout
 from slr_fast.synth.config import SynthConfig
 from slr_fast.synth.render import render_sequence, source_rows
 from slr_fast.synth.signer import Signer, make_signers
@@ -39,9 +40,9 @@ def sequence_length(config: SynthConfig, signer: Signer, rng: np.random.Generato
 
 
 def render_one(config: SynthConfig, sign: Sign, label: int, signer: Signer, index: int,
-               rows: np.ndarray | None = None) -> np.ndarray:
+               layout: Layout | None = None, rows: np.ndarray | None = None) -> np.ndarray:
     """The `index`-th sequence of class `label`: depends only on (seed, label, index), not on generation order."""
-    layout = config.get_layout()
+    layout = config.get_layout() if layout is None else layout
     rows = source_rows(layout) if rows is None else rows
     rng = np.random.default_rng([config.seed, 2, label, index])
     return render_sequence(
@@ -59,13 +60,14 @@ def generate(config: SynthConfig, *, start: int = 0, stop: int | None = None) ->
     """
     vocab = make_vocabulary(config.classes, config.seed, config.family_size)
     signers = make_signers(config)
-    rows = source_rows(config.get_layout())
+    layout = config.get_layout()
+    rows = source_rows(layout)
     total = config.classes * config.per_class
     stop = total if stop is None else min(stop, total)
     for n in range(max(start, 0), stop):
         index, label = divmod(n, config.classes)
         signer = signers[(label + index) % config.signers]
-        frames = render_one(config, vocab[label], label, signer, index, rows)
+        frames = render_one(config, vocab[label], label, signer, index, layout, rows)
         yield SynthSample(frames, label, signer.id, f"{vocab[label].name}/s{signer.id:03d}/{index:04d}", signer.split)
 
 
