@@ -148,21 +148,26 @@ class StoreWriter:
             self._tmp = self._final.parent / f".{self._final.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
             store = zarr_store(self._tmp, read_only=False)
 
-        self._group = zarr.open_group(store, mode="w", zarr_format=3)
-        self._meta = {
-            "schema_version": SCHEMA_VERSION,
-            "complete": False,
-            "layout": layout.to_dict(),
-            "classes": classes,
-            "provenance": default_provenance(provenance),
-            "chunk_frames": self._chunk,
-            "compression": compression,
-        }
-        self._group.attrs[ATTRS_KEY] = self._meta
-        p, c = self._point_shape = (layout.num_points, layout.num_channels)
-        self._frames = self._group.create_array(
-            "frames", shape=(0, p, c), chunks=(self._chunk, p, c), dtype="float32", **codecs,
-            fill_value=np.nan)
+        try:
+            self._group = zarr.open_group(store, mode="w", zarr_format=3)
+            self._meta = {
+                "schema_version": SCHEMA_VERSION,
+                "complete": False,
+                "layout": layout.to_dict(),
+                "classes": classes,
+                "provenance": default_provenance(provenance),
+                "chunk_frames": self._chunk,
+                "compression": compression,
+            }
+            self._group.attrs[ATTRS_KEY] = self._meta
+            p, c = self._point_shape = (layout.num_points, layout.num_channels)
+            self._frames = self._group.create_array(
+                "frames", shape=(0, p, c), chunks=(self._chunk, p, c), dtype="float32", **codecs,
+                fill_value=np.nan)
+        except BaseException:
+            if self._tmp is not None:  # nothing was published; leave no half-made temp folder either
+                shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
         self._written = 0  # frames handed to the array (written, or being written by the writer thread)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slr-store-writer")
         self._inflight: Future | None = None

@@ -160,3 +160,10 @@ def test_failed_background_write_surfaces_and_publishes_nothing(tmp_path, monkey
             for s in smooth_sequences(30, seed=12):
                 w.append(s, 0)
     assert not path.exists() and _leftovers(path) == []
+
+
+def test_bad_provenance_fails_before_anything_is_left(tmp_path):
+    path = tmp_path / "s.zarr"
+    with pytest.raises(ValueError, match="provenance must be JSON-serialisable"):
+        StoreWriter(path, classes=["a"], provenance={"when": object()}, progress=False)
+    assert not path.exists() and _leftovers(path) == []
