@@ -2,16 +2,17 @@
 
 Per sample, inside one Numba `prange` over the batch (no Python per sample):
 
-1. gather the raw frames; a point with any non-finite channel (NaN, inf) is missing;
-2. drop hand-less frames (before the temporal ops, so a crop or warp works on the frames that will be used and a
-   crop can never cut away every hand);
-3. temporal augmentations (crop, time warp, speed change) composed as one map of source positions, then the frames
-   are fetched once at those positions (linear interpolation between neighbours);
-4. normalize (sequence / part / none);
-5. spatial augmentations in their listed order, in normalized units about the normalized centre;
-6. resample to T (window mean / linear / pad); detector-like noise is thus applied at the raw frame rate, and the
-   window mean smooths it as it smooths real detector jitter;
-7. NaN -> 0 and the presence mask, written straight into the caller's (B, T, P, C) buffers: this is the collate.
+1. find the frames that show a hand (a point with any non-finite channel, NaN or inf, is missing);
+2. drop hand-less frames before the temporal ops, so a crop or warp works on the frames that will be used and a
+   crop can never cut away every hand (no hand anywhere: keep all frames, FLAG_NO_HAND);
+3. normalization statistics (sequence / part / none) from those kept raw frames: timing augmentations change when
+   things happen, not where the signer stands or how big they are;
+4. temporal augmentations (crop, time warp, speed change) composed as one map of source positions; the frames are
+   then fetched once at those positions (linear interpolation between neighbours) and normalized on the way;
+5. spatial augmentations in their listed order, in normalized units about the normalized centre; detector-like
+   noise thus acts at the raw frame rate, before resampling smooths it as it smooths real detector jitter;
+6. resample to T (window mean / linear / pad) and NaN -> 0 with the presence mask, written straight into the
+   caller's (B, T, P, C) buffers: this is the collate.
 
 Randomness: counter-based (slr_fast.augment.rng), keyed by (seed, epoch, sample id, op position), so batches do
 not depend on thread count or batch composition, and a resumed run reproduces them. Bad input: 0 frames give
