@@ -19,6 +19,7 @@ from slr_fast.store.schema import (
     check_index,
     split_code,
 )
+from slr_fast.store.split import ClassSubset, class_subset
 
 
 def _read(where: str, what: str, fn):
@@ -109,10 +110,12 @@ class KeypointStore:
     # ---------------------------------------------------------------- access
     @property
     def in_memory(self) -> bool:
+        """True once `load()` has put the frames in a NumPy array."""
         return isinstance(self._frames, np.ndarray)
 
     @property
     def num_frames(self) -> int:
+        """Total frames of all sequences (ΣT)."""
         return int(self.offsets[-1])
 
     @property
@@ -251,8 +254,6 @@ class KeypointStore:
         counts["none"] = int((self.splits == -1).sum())
         return counts
 
-    def class_subset(self, classes: Iterable[str | int]):
+    def class_subset(self, classes: Iterable[str | int]) -> ClassSubset:
         """A ClassSubset renumbering the given classes (names or ids) 0..K-1, e.g. for 500-of-1001 training."""
-        from slr_fast.store.split import class_subset
-
         return class_subset(self.classes, classes)
