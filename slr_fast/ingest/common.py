@@ -179,14 +179,6 @@ class SourceEntry:
     split: int = -1  # -1 none, 0 train, 1 val, 2 test
 
 
-def _set_provenance(writer, **items) -> None:
-    """Record facts known only at the end (skipped files) in the store's provenance before it is published."""
-    prov = getattr(writer, "provenance", None)
-    if prov is None:  # the writer keeps its attributes in _meta until close() writes them
-        prov = writer._meta["provenance"]
-    prov.update(items)
-
-
 def write_entries(out: str | os.PathLike, entries: Sequence[SourceEntry],
                   read: Callable[[SourceEntry], np.ndarray], *, layout: Layout, classes: Sequence[str],
                   provenance: dict, workers: int | None = None, skip_bad: bool = False, overwrite: bool = False,
@@ -228,7 +220,8 @@ def write_entries(out: str | os.PathLike, entries: Sequence[SourceEntry],
             first = report.skipped[0] if report.skipped else ("", "no entries")
             raise IngestError(out, f"no sequence could be read ({len(report.skipped)} skipped; first: "
                                    f"{first[0]}: {first[1]})")
-        _set_provenance(writer, files=len(entries), written=report.written, skipped=len(report.skipped),
-                        skipped_files=[f"{f}: {r}" for f, r in report.skipped[:100]])
+        # Known only now: recorded in the store's provenance before it is published.
+        writer.provenance.update(files=len(entries), written=report.written, skipped=len(report.skipped),
+                                 skipped_files=[f"{f}: {r}" for f, r in report.skipped[:100]])
     report.seconds = time.perf_counter() - start
     return report
