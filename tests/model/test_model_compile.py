@@ -12,6 +12,10 @@ from model_testing import LOGIT_TOL, assert_grads_close, make_batch, tiny_config
 from kernels.registry import KernelConfig
 from slr_fast.model import SignModel
 
+# Dynamo traces through the registry's cached get_op on the first compiled call (the ops are bound per device then);
+# it warns that it bypasses the cache, which is harmless here: get_op is a pure lookup.
+pytestmark = pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")
+
 
 def loss_and_grads(run, model, batch):
     """Logits of `run` (the model or its compiled wrapper) and the gradients it leaves on `model`'s parameters."""
