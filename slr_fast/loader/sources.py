@@ -38,7 +38,9 @@ class InMemorySource:
 
     def __init__(self, store):
         self.frames = decoded_frames(store)  # (ΣT, P, C)
-        self.offsets = np.ascontiguousarray(store.offsets, dtype=np.int64)  # (N+1,)
+        # A writable copy: Numba compiles a separate specialization for read-only arrays (the store's index is
+        # read-only), and the chunked source's per-batch offsets are writable — one signature for both modes.
+        self.offsets = np.array(store.offsets, dtype=np.int64)  # (N+1,)
         if len(self.frames) != self.offsets[-1]:
             raise ValueError(f"{getattr(store, 'where', 'store')}: frames hold {len(self.frames)} frames but offsets "
                              f"end at {self.offsets[-1]}")
