@@ -71,9 +71,12 @@ class Trainer:
         self.model = self.data.build_model(config).to(self.rt.device)
         if config.init_from and not resume:
             self._init_from(config.init_from)
-        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.rt.device]
-                                                              if self.rt.device.type == "cuda" else None)
-                    if self.rt.distributed else self.model)
+        self.ddp = self.model
+        if self.rt.distributed:
+            # LayerDrop skips whole blocks, leaving their parameters without gradients on that step.
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.rt.device] if self.rt.device.type == "cuda" else None,
+                find_unused_parameters=self.model.config.layerdrop > 0)
         self.opt = build_optimizer(self.model, config.optim.lr, config.optim.weight_decay, config.optim.betas,
                                    config.optim.group_lrs)
         self.steps_per_epoch = len(self.data.train)
