@@ -110,6 +110,7 @@ class TrainStep:
         self.sched = LRSchedule(self.opt, ScheduleConfig(), total_steps)
         self.scaler = rt.grad_scaler()
         self.losses: list[float] = []
+        self.correct = 0
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> float:
         dev = self.rt.device
@@ -121,7 +122,9 @@ class TrainStep:
         lc = self.loss_cfg
         loss, _ = deep_supervision_loss(out.logits, out.aux_logits, label, lc.aux_weight, lc.focal_gamma,
                                         lc.label_smoothing)
-        value = float(loss.detach())  # the Trainer reads every step's loss (a device sync on GPU)
+        # The Trainer reads every step's loss and correct count back (device syncs on GPU): so does the benchmark.
+        value = float(loss.detach())
+        self.correct += int((out.logits.detach().argmax(1) == label).sum())
         if not np.isfinite(value):
             raise FloatingPointError(f"non-finite training loss {value} at benchmark step {len(self.losses)}")
         self.opt.zero_grad(set_to_none=True)
@@ -161,13 +164,18 @@ def unchanged_parameters(model: torch.nn.Module, before: dict[str, torch.Tensor]
     return [n for n, p in model.named_parameters() if n in before and torch.equal(p.detach(), before[n])]
 
 
-def timed(fn: Callable[[], object], sync: bool) -> float:
-    """Wall seconds of fn(), the device synchronized at the end when `sync`."""
-    t0 = time.perf_counter()
+def timed(fn: Callable[[], object], sync: bool) -> tuple[float, float]:
+    """(wall seconds, this thread's CPU seconds) of fn(), the device synchronized at the end when `sync`.
+
+    With torch single-threaded on CPU, forward, backward (CPU autograd runs in the calling thread) and the optimizer
+    all run on this thread, so its CPU time is the step's compute cost, unmoved by other processes' load; the wall
+    time adds the waits for the loader and for a busy machine.
+    """
+    t0, c0 = time.perf_counter(), time.thread_time()
     fn()
     if sync:
         torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.thread_time() - c0
 
 
 def environment() -> dict:
