@@ -20,6 +20,7 @@ class RecordingProcessor:
         self.seed, self.T, self.fail_at = seed, T, fail_at
         self.calls = 0
         self.threads: set[int] = set()
+        self.thread_names: set[str] = set()
         P, C = DEFAULT_LAYOUT.num_points, DEFAULT_LAYOUT.num_channels
         self.P, self.C = P, C
 
@@ -32,6 +33,7 @@ class RecordingProcessor:
         import threading
 
         self.threads.add(threading.get_ident())
+        self.thread_names.add(threading.current_thread().name)
         self.calls += 1
         if self.fail_at is not None and self.calls > self.fail_at:
             raise ValueError(f"bad sequence in batch {self.calls}")

@@ -38,7 +38,8 @@ def test_only_the_prefetch_thread_calls_the_processor(store_factory):
             pass
         for _ in loader:
             pass
-    assert len(proc.threads) == 2  # one thread per epoch iteration...
+    assert proc.calls == 2 * len(loader)
+    assert proc.thread_names == {"slr-fast-loader-r0"}  # only the loader's prefetch thread...
     assert threading.get_ident() not in proc.threads  # ...and never the consumer
 
 
