@@ -61,12 +61,14 @@ STEP_CONFIGS = ("torch", "native", "triton", "native+compile", "triton+compile")
 # the seed's batch. CPU: tiny only (a base step takes seconds there; test_epoch_slovo times it).
 STEP_SIZES = {
     "cuda": {"tiny": (64, 5, 5, 20), "base": (32, 5, 5, 20)},
+    "cuda-check": {"tiny": (64, 2, 1, 2), "base": (32, 2, 1, 2)},
     "cpu": {"tiny": (32, 1, 5, 2)},
     "cpu-check": {"tiny": (8, 1, 1, 1)},  # --benchmark-disable: each body once, just enough to test the path
 }
 # (batch, warm-up steps, timed steps) of the epoch benchmark; None: a whole epoch.
 EPOCH_SIZES = {
     "cuda": {"batch32": (32, 5, None), "large": (256, 5, None)},
+    "cuda-check": {"batch32": (32, 2, 3), "large": (256, 2, 3)},
     "cpu": {"batch32": (32, 1, 3), "large": (64, 1, 3)},
     "cpu-check": {"batch32": (4, 1, 1), "large": (8, 1, 1)},
 }
@@ -75,7 +77,7 @@ LOSS_RTOL = 5e-2 if CUDA else 1e-4
 
 
 def _mode(timing: bool) -> str:
-    return "cuda" if CUDA else ("cpu" if timing else "cpu-check")
+    return ("cuda" if CUDA else "cpu") + ("" if timing else "-check")
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +89,10 @@ def timing(pytestconfig) -> bool:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, timing):
-    """CUDA: Slovo's training set shape (1001 classes x 15 = 15,015 sequences); CPU: a few hundred sequences."""
+    """Timing on CUDA: Slovo's training set shape (1001 classes x 15 = 15,015 sequences); else a few hundred."""
     path = tmp_path_factory.mktemp("train-bench") / "synth.zarr"
     if CUDA:
-        return make_store(path, classes=SLOVO_CLASSES, per_class=15, signers=5)
+        return make_store(path, classes=SLOVO_CLASSES, per_class=15 if timing else 1, signers=5 if timing else 1)
     return make_store(path, classes=12, per_class=16 if timing else 8, signers=4)
 
 
