@@ -111,6 +111,7 @@ class TrainStep:
         self.scaler = rt.grad_scaler()
         self.losses: list[float] = []
         self.correct = 0
+        self.skipped = 0
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> float:
         dev = self.rt.device
@@ -132,8 +133,11 @@ class TrainStep:
         if self.clip > 0:
             self.scaler.unscale_(self.opt)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        scale = self.scaler.get_scale()
         self.scaler.step(self.opt)
         self.scaler.update()
+        # fp16 loss scaling skips the update of a step whose gradients overflowed (and lowers the scale)
+        self.skipped += int(self.scaler.get_scale() < scale)
         self.sched.step()
         self.losses.append(value)
         return value

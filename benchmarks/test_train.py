@@ -152,6 +152,7 @@ def _check_batch(batch: dict, B: int, layout) -> None:
 
 def _check_trained(step: TrainStep, before: dict) -> None:
     assert step.losses and all(math.isfinite(v) for v in step.losses), step.losses
+    assert step.skipped < len(step.losses), f"fp16 loss scaling skipped all {step.skipped} optimizer steps"
     still = unchanged_parameters(step.model, before)
     assert not still, f"{len(still)} parameter tensors did not change in training: {still[:5]}"
 
