@@ -18,8 +18,12 @@ Warm-up (Numba compile, first steps, torch.compile) is outside the timed region.
 loss is finite, that every trainable parameter moved and (step) that the config's loss equals the torch model's on
 the same batch and weights — so CI's `--benchmark-disable` run (each body once, smaller batches) tests the path.
 
-On CPU torch runs single-threaded (the loader's thread takes the other core; OpenMP barriers on a loaded 2-core
-machine stall), timings are wall-clock. With a GPU and timing on, figures also go to benchmarks/results/.
+Timers: samples/s are wall-clock (end to end, loader waits included). On CPU torch runs single-threaded (the loader's
+thread takes the other core; OpenMP barriers on a loaded 2-core machine stall), so the timing thread's CPU time is
+the step's compute: `speedup_vs_torch` is the ratio of those CPU times there (`speedup_vs_torch_wall` beside it),
+`compute_samples_per_s` / `epoch_s_estimate_compute` what an unloaded machine approaches. On CUDA all is wall-clock
+around synchronized steps; `peak_mem_mb` is the test's peak allocated memory (the step benchmark holds both models
+and both optimizers), and with timing on the figures also go to benchmarks/results/train-<gpu>.json.
 
 Run: .venv/bin/python -m pytest benchmarks/test_train.py --benchmark-enable -s
 """
