@@ -48,19 +48,18 @@ def _process_one(b, frames, offsets, indices, sample_ids, seed, epoch, cfg, grow
     start, n = offsets[i], offsets[i + 1] - offsets[i]
     flags = 0
     keep = np.empty(max(n, 1), np.int64)
-    if drop_handless:
-        k, no_hand = pre.handed_frames(frames, start, n, hand_points, keep)
-        if no_hand:
-            flags |= FLAG_NO_HAND
-    else:
-        k = pre.all_frames(start, n, keep)
+    sums = np.empty((pre.NSUMS, P))
+    ref = np.empty(3)
+    k, no_hand = pre.scan(frames, start, n, drop_handless, hand_points, keep, sums, ref)
+    if no_hand:
+        flags |= FLAG_NO_HAND
     length = 0
     x, mask = out_x[b], out_mask[b]
     if k > 0:
         shift = np.empty((P, C))
         inv = np.empty(P)
         centre = np.zeros(3)
-        pre.norm_params(frames, keep, k, norm, part_bounds, shift, inv, centre)
+        pre.norm_params(sums, ref, norm, part_bounds, shift, inv, centre)
         cap = int(k * growth) + 2 * ops.shape[0] + 2
         pos = np.empty(cap)
         nxt = np.empty(cap)
@@ -80,7 +79,7 @@ def _process_one(b, frames, offsets, indices, sample_ids, seed, epoch, cfg, grow
             if uniform(k0, 0) < params[r, 0]:
                 aug.apply_spatial(ops[r, 0], w, m, params[r, 1:], seed, epoch, sid, ops[r, 1], centre, part_bounds,
                                   part_ids, hand_parts, mirror_idx, partner, tmp)
-        length = pre.resample_out(w, m, T, rs, x, mask)
+        length = pre.resample_out(w, m, T, rs, x, mask, np.empty((4, P)))
     else:
         flags |= FLAG_EMPTY
         x[:] = 0.0

@@ -1,12 +1,15 @@
 """Numba versions of the preprocessing steps, per sample, writing into caller-provided buffers.
 
 They are called from the one batch kernel of `slr_fast.engine` (a `prange` over samples), so a sample costs no
-Python at all. Each equals its twin in `reference.py`; intermediate maths is float64, stored as float32 at the same
-points. A point is present when all its channels are finite; after `gather` a missing point is NaN in every
-channel, so later steps test channel 0 only.
+Python at all. Each equals its twin in `reference.py` (exactly, or within 1e-6 where float64 sums run in another
+order); intermediate maths is float64, stored as float32 at the same points. A point is present when all its
+channels are finite; after `gather` a missing point is NaN in every channel, so later steps test channel 0 only.
 
-Helpers called per point are `inline="always"`: a Numba call that passes arrays costs refcount updates (~40 ns),
-more than the work of one point.
+Speed notes (measured, see benchmarks/test_engine.py): every step has a branch for the 2-channel layouts written
+with literal channel indices, so its loop over points compiles to straight-line SIMD code; the generic branch
+serves layouts with z. Sums are kept per point (independent accumulators the compiler can vectorize) instead of
+one running float64 sum, whose add latency bounded the old loop. Helpers called per row or point are
+`inline="always"`: a Numba call that passes arrays costs refcount updates, more than the work of one row.
 """
 
 from __future__ import annotations
@@ -22,34 +25,9 @@ NORM_SEQUENCE, NORM_PART, NORM_NONE = 0, 1, 2
 RS_MEAN, RS_LINEAR, RS_PAD = 0, 1, 2
 MASK_SEPARATE, MASK_CHANNEL = 0, 1
 LEVEL_POINT, LEVEL_PART = 0, 1
+NSUMS = 5  # rows of the per-point sums: x, y, z offsets from the reference point, x^2 + y^2 of them, count
 _NAN = np.float32(np.nan)
 _ZERO = np.float32(0.0)
-
-
-@nb.njit(cache=True)
-def handed_frames(frames, start, n, hand_points, keep):
-    """Fill keep[:k] with the frame numbers (start-based) showing a hand; returns (k, no_hand_flag)."""
-    k = 0
-    three = frames.shape[2] == 3
-    for i in range(n):
-        for h in hand_points:
-            if _ok(frames, start + i, h, three):
-                keep[k] = start + i
-                k += 1
-                break
-    if k == 0:
-        for i in range(n):
-            keep[i] = start + i
-        return n, n > 0
-    return k, False
-
-
-@nb.njit(cache=True)
-def all_frames(start, n, keep):
-    """keep[:n] = start .. start+n-1 (drop_handless off)."""
-    for i in range(n):
-        keep[i] = start + i
-    return n
 
 
 @nb.njit(cache=True, inline="always")
@@ -61,107 +39,100 @@ def _ok(frames, f, p, three):
     return ok
 
 
-@nb.njit(cache=True)
-def gather(frames, keep, k, pos, m, shift, inv, w):
-    """w[:m] = frames[keep[:k]] at fractional positions pos[:m], normalized; see reference.gather."""
+# ---------------------------------------------------------------- frame selection + statistics, one sweep
+@nb.njit(cache=True, inline="always")
+def _accumulate(frames, f, ref, sums):
+    """Add frame f's present points to the per-point sums (offsets from ref)."""
     P, C = frames.shape[1], frames.shape[2]
-    three = C == 3
-    for j in range(m):
-        s = pos[j]
-        i0 = min(max(int(math.floor(s)), 0), k - 1)
-        i1 = min(i0 + 1, k - 1)
-        t = s - i0
-        f0, f1 = keep[i0], keep[i1]
-        if t == 0.0:  # integer position (no temporal op, or a cropped frame): a copy, branch-free per point
-            for p in range(P):
-                v0, v1 = np.float64(frames[f0, p, 0]), np.float64(frames[f0, p, 1])
-                ok = math.isfinite(v0) & math.isfinite(v1)
-                if three:
-                    ok = ok & math.isfinite(frames[f0, p, 2])
-                sc = inv[p]
-                a = np.float32((v0 - shift[p, 0]) * sc)
-                b = np.float32((v1 - shift[p, 1]) * sc)
-                w[j, p, 0] = a if ok else _NAN
-                w[j, p, 1] = b if ok else _NAN
-                if three:
-                    c = np.float32((np.float64(frames[f0, p, 2]) - shift[p, 2]) * sc)
-                    w[j, p, 2] = c if ok else _NAN
-            continue
+    r0, r1, r2 = ref[0], ref[1], ref[2]
+    if C == 2:
         for p in range(P):
-            ok0 = math.isfinite(frames[f0, p, 0]) and math.isfinite(frames[f0, p, 1])
-            ok1 = math.isfinite(frames[f1, p, 0]) and math.isfinite(frames[f1, p, 1])
-            if three:
-                ok0 = ok0 and math.isfinite(frames[f0, p, 2])
-                ok1 = ok1 and math.isfinite(frames[f1, p, 2])
-            sc = inv[p]
-            if t != 0.0 and ok0 and ok1:
-                a = (1.0 - t) * np.float64(frames[f0, p, 0]) + t * np.float64(frames[f1, p, 0])
-                b = (1.0 - t) * np.float64(frames[f0, p, 1]) + t * np.float64(frames[f1, p, 1])
-                w[j, p, 0] = np.float32((a - shift[p, 0]) * sc)
-                w[j, p, 1] = np.float32((b - shift[p, 1]) * sc)
-                if three:
-                    c = (1.0 - t) * np.float64(frames[f0, p, 2]) + t * np.float64(frames[f1, p, 2])
-                    w[j, p, 2] = np.float32((c - shift[p, 2]) * sc)
-                continue
-            # integer position (a plain copy) or a point missing on one side: the nearer frame
-            f = f0 if t < 0.5 else f1
-            if (ok0 if t < 0.5 else ok1):
-                w[j, p, 0] = np.float32((np.float64(frames[f, p, 0]) - shift[p, 0]) * sc)
-                w[j, p, 1] = np.float32((np.float64(frames[f, p, 1]) - shift[p, 1]) * sc)
-                if three:
-                    w[j, p, 2] = np.float32((np.float64(frames[f, p, 2]) - shift[p, 2]) * sc)
-            else:
-                w[j, p, 0] = np.nan
-                w[j, p, 1] = np.nan
-                if three:
-                    w[j, p, 2] = np.nan
-
-
-@nb.njit(cache=True)
-def _stats(frames, keep, k, lo, hi, centre):
-    """Centre (into `centre`) and RMS x/y spread of present points of frames[keep[:k], lo:hi]; empty -> (0, 1).
-
-    One pass: sums are taken relative to the first present point, which keeps the variance formula
-    E[d^2] - E[d]^2 free of cancellation (d is small next to the coordinates' magnitude).
-    """
-    C = frames.shape[2]
-    three = C == 3
-    cnt = 0
-    r0 = r1 = r2 = 0.0  # reference point
-    s0 = s1 = s2 = q = 0.0
-    # Reference point: the first present one (searched once, then the sums below run without branches).
-    for i in range(k):
-        f = keep[i]
-        for p in range(lo, hi):
-            if cnt == 0 and _ok(frames, f, p, three):
-                r0, r1 = np.float64(frames[f, p, 0]), np.float64(frames[f, p, 1])
-                r2 = np.float64(frames[f, p, 2]) if three else 0.0
-                cnt = 1
-        if cnt:
-            break
-    cnt = 0
-    for i in range(k):
-        f = keep[i]
-        for p in range(lo, hi):
             v0, v1 = np.float64(frames[f, p, 0]), np.float64(frames[f, p, 1])
             ok = math.isfinite(v0) & math.isfinite(v1)
-            if three:
-                ok = ok & math.isfinite(frames[f, p, 2])
-            d0 = v0 - r0 if ok else 0.0  # adding 0.0 is exact: the sums equal the branchy ones
+            d0 = v0 - r0 if ok else 0.0
             d1 = v1 - r1 if ok else 0.0
-            cnt += ok
-            s0 += d0
-            s1 += d1
-            q += d0 * d0 + d1 * d1
-            if three:
-                s2 += np.float64(frames[f, p, 2]) - r2 if ok else 0.0
+            sums[0, p] += d0
+            sums[1, p] += d1
+            sums[3, p] += d0 * d0 + d1 * d1
+            sums[4, p] += ok
+        return
+    for p in range(P):
+        v0, v1, v2 = np.float64(frames[f, p, 0]), np.float64(frames[f, p, 1]), np.float64(frames[f, p, 2])
+        ok = math.isfinite(v0) & math.isfinite(v1) & math.isfinite(v2)
+        d0 = v0 - r0 if ok else 0.0
+        d1 = v1 - r1 if ok else 0.0
+        sums[0, p] += d0
+        sums[1, p] += d1
+        sums[2, p] += v2 - r2 if ok else 0.0
+        sums[3, p] += d0 * d0 + d1 * d1
+        sums[4, p] += ok
+
+
+@nb.njit(cache=True)
+def _sweep(frames, start, n, drop_handless, hand_points, keep, sums, ref):
+    P = frames.shape[1]
+    three = frames.shape[2] == 3
+    sums[:] = 0.0
+    ref[:] = 0.0
+    have_ref = False
+    k = 0
+    for i in range(n):
+        f = start + i
+        if drop_handless:
+            has = False
+            for h in hand_points:
+                if _ok(frames, f, h, three):
+                    has = True
+                    break
+            if not has:
+                continue
+        keep[k] = f
+        k += 1
+        if not have_ref:
+            # Sums are taken relative to the first present point, which keeps the variance formula
+            # E[d^2] - E[d]^2 free of cancellation (d is small next to the coordinates' magnitude).
+            for p in range(P):
+                if _ok(frames, f, p, three):
+                    ref[0], ref[1] = frames[f, p, 0], frames[f, p, 1]
+                    ref[2] = frames[f, p, 2] if three else 0.0
+                    have_ref = True
+                    break
+            if not have_ref:
+                continue  # no present point in this frame: it adds nothing
+        _accumulate(frames, f, ref, sums)
+    return k
+
+
+@nb.njit(cache=True)
+def scan(frames, start, n, drop_handless, hand_points, keep, sums, ref):
+    """One sweep over frames[start:start+n]: keep[:k] = frames to use (those showing a hand when drop_handless;
+    all if none does) and per-point sums of their present points into sums (NSUMS, P), relative to ref (3,).
+
+    Returns (k, no_hand). Equals reference.handed_frames followed by the sums of reference._stats.
+    """
+    k = _sweep(frames, start, n, drop_handless, hand_points, keep, sums, ref)
+    if drop_handless and k == 0 and n > 0:
+        return _sweep(frames, start, n, False, hand_points, keep, sums, ref), True
+    return k, False
+
+
+@nb.njit(cache=True)
+def _group(sums, ref, lo, hi, C, centre):
+    """Centre (into centre) and RMS x/y spread of the points lo..hi-1 from the per-point sums; empty -> (0, 1)."""
+    cnt = s0 = s1 = s2 = q = 0.0
+    for p in range(lo, hi):
+        s0 += sums[0, p]
+        s1 += sums[1, p]
+        s2 += sums[2, p]
+        q += sums[3, p]
+        cnt += sums[4, p]
     centre[:] = 0.0
     if cnt == 0:
         return 1.0
     m0, m1 = s0 / cnt, s1 / cnt
-    centre[0], centre[1] = r0 + m0, r1 + m1
-    if three:
-        centre[2] = r2 + s2 / cnt
+    centre[0], centre[1] = ref[0] + m0, ref[1] + m1
+    if C == 3:
+        centre[2] = ref[2] + s2 / cnt
     var = q / cnt - (m0 * m0 + m1 * m1)
     scale = math.sqrt(max(var, 0.0) / 2.0)
     if not math.isfinite(scale) or scale < MIN_SCALE:
@@ -170,19 +141,19 @@ def _stats(frames, keep, k, lo, hi, centre):
 
 
 @nb.njit(cache=True)
-def norm_params(frames, keep, k, mode, part_bounds, shift, inv, centre):
-    """Fill shift (P, C), inv (P,) and the augmentation centre (C,) from frames[keep[:k]]; see reference."""
-    P, C = frames.shape[1], frames.shape[2]
+def norm_params(sums, ref, mode, part_bounds, shift, inv, centre):
+    """Fill shift (P, C), inv (P,) and the augmentation centre (C,) from scan's sums; see reference.norm_params."""
+    P, C = shift.shape[0], shift.shape[1]
     shift[:] = 0.0
     inv[:] = 1.0
     if mode == NORM_NONE:
-        _stats(frames, keep, k, 0, P, centre)
+        _group(sums, ref, 0, P, C, centre)
         return
     ngroups = 1 if mode == NORM_SEQUENCE else part_bounds.shape[0] - 1
     for g in range(ngroups):
         lo = 0 if mode == NORM_SEQUENCE else part_bounds[g]
         hi = P if mode == NORM_SEQUENCE else part_bounds[g + 1]
-        scale = _stats(frames, keep, k, lo, hi, centre)
+        scale = _group(sums, ref, lo, hi, C, centre)
         for p in range(lo, hi):
             for c in range(C):
                 shift[p, c] = centre[c]
@@ -190,100 +161,183 @@ def norm_params(frames, keep, k, mode, part_bounds, shift, inv, centre):
     centre[:] = 0.0
 
 
+# ---------------------------------------------------------------------------------------------------- gather
+@nb.njit(cache=True, inline="always")
+def _frame_at(s, k):
+    """(i0, i1, t): the kept-frame neighbours of fractional position s and the weight of i1."""
+    i0 = min(max(int(math.floor(s)), 0), k - 1)
+    return i0, min(i0 + 1, k - 1), s - i0
+
+
 @nb.njit(cache=True)
-def resample_out(w, m, T, mode, x, mask):
+def _gather2(frames, keep, k, pos, m, shift, inv, w):
+    """gather for 2-channel layouts: literal channel indices, branch-free point loops."""
+    P = frames.shape[1]
+    for j in range(m):
+        i0, i1, t = _frame_at(pos[j], k)
+        f0, f1 = keep[i0], keep[i1]
+        if t == 0.0:  # integer position (no temporal op, or a cropped frame): a normalized copy
+            for p in range(P):
+                v0, v1 = np.float64(frames[f0, p, 0]), np.float64(frames[f0, p, 1])
+                ok = math.isfinite(v0) & math.isfinite(v1)
+                sc = inv[p]
+                a = np.float32((v0 - shift[p, 0]) * sc)
+                b = np.float32((v1 - shift[p, 1]) * sc)
+                w[j, p, 0] = a if ok else _NAN
+                w[j, p, 1] = b if ok else _NAN
+            continue
+        near = t < 0.5
+        for p in range(P):
+            a0, a1 = np.float64(frames[f0, p, 0]), np.float64(frames[f0, p, 1])
+            b0, b1 = np.float64(frames[f1, p, 0]), np.float64(frames[f1, p, 1])
+            ok0 = math.isfinite(a0) & math.isfinite(a1)
+            ok1 = math.isfinite(b0) & math.isfinite(b1)
+            both = ok0 & ok1
+            # present on both sides: interpolate; else the nearer frame's value (missing if it is)
+            v0 = (1.0 - t) * a0 + t * b0 if both else (a0 if near else b0)
+            v1 = (1.0 - t) * a1 + t * b1 if both else (a1 if near else b1)
+            ok = both | (ok0 if near else ok1)
+            sc = inv[p]
+            a = np.float32((v0 - shift[p, 0]) * sc)
+            b = np.float32((v1 - shift[p, 1]) * sc)
+            w[j, p, 0] = a if ok else _NAN
+            w[j, p, 1] = b if ok else _NAN
+
+
+@nb.njit(cache=True)
+def gather(frames, keep, k, pos, m, shift, inv, w):
+    """w[:m] = frames[keep[:k]] at fractional positions pos[:m], normalized; see reference.gather."""
+    P, C = frames.shape[1], frames.shape[2]
+    if C == 2:
+        _gather2(frames, keep, k, pos, m, shift, inv, w)
+        return
+    for j in range(m):
+        i0, i1, t = _frame_at(pos[j], k)
+        f0, f1 = keep[i0], keep[i1]
+        for p in range(P):
+            ok0 = ok1 = True
+            for c in range(C):
+                ok0 &= math.isfinite(frames[f0, p, c])
+                ok1 &= math.isfinite(frames[f1, p, c])
+            both = ok0 & ok1 & (t != 0.0)
+            f = f0 if t < 0.5 else f1
+            ok = both | (ok0 if t < 0.5 else ok1)
+            sc = inv[p]
+            for c in range(C):
+                v = (1.0 - t) * np.float64(frames[f0, p, c]) + t * np.float64(frames[f1, p, c]) if both else \
+                    np.float64(frames[f, p, c])
+                w[j, p, c] = np.float32((v - shift[p, c]) * sc) if ok else _NAN
+
+
+# -------------------------------------------------------------------------------------- resample + collate
+@nb.njit(cache=True, inline="always")
+def _put_copy(w, i, x, mask, t):
+    """x[t] = w[i] with missing points (any non-finite channel) 0, mask[t] = their presence."""
+    P, C = w.shape[1], w.shape[2]
+    if C == 2:
+        for p in range(P):
+            v0, v1 = w[i, p, 0], w[i, p, 1]
+            ok = math.isfinite(v0) & math.isfinite(v1)
+            x[t, p, 0] = v0 if ok else _ZERO
+            x[t, p, 1] = v1 if ok else _ZERO
+            mask[t, p] = np.float32(ok)
+        return
+    for p in range(P):
+        ok = True
+        for c in range(C):
+            ok &= math.isfinite(w[i, p, c])
+        for c in range(C):
+            x[t, p, c] = w[i, p, c] if ok else _ZERO
+        mask[t, p] = np.float32(ok)
+
+
+@nb.njit(cache=True, inline="always")
+def _put_window(w, lo, hi, x, mask, t, acc):
+    """x[t] = mean over frames lo..hi-1 of each point's present values (float64 sums), mask[t] = any present."""
+    P, C = w.shape[1], w.shape[2]
+    acc[:] = 0.0  # (4, P): sums of x, y, z and the count of present frames
+    for j in range(lo, hi):  # frames outer, points inner: contiguous reads, independent sums per point
+        for p in range(P):
+            v0 = w[j, p, 0]
+            ok = math.isfinite(v0)
+            acc[3, p] += ok
+            acc[0, p] += v0 if ok else 0.0
+            acc[1, p] += w[j, p, 1] if ok else 0.0
+            if C == 3:
+                acc[2, p] += w[j, p, 2] if ok else 0.0
+    for p in range(P):
+        cnt = acc[3, p]
+        v0 = np.float32(acc[0, p] / cnt) if cnt > 0 else _ZERO
+        v1 = np.float32(acc[1, p] / cnt) if cnt > 0 else _ZERO
+        v2 = np.float32(acc[2, p] / cnt) if cnt > 0 else _ZERO
+        ok = (cnt > 0) & math.isfinite(v0) & math.isfinite(v1) & math.isfinite(v2)
+        x[t, p, 0] = v0 if ok else _ZERO
+        x[t, p, 1] = v1 if ok else _ZERO
+        if C == 3:
+            x[t, p, 2] = v2 if ok else _ZERO
+        mask[t, p] = np.float32(ok)
+
+
+@nb.njit(cache=True, inline="always")
+def _put_lerp(w, i0, i1, u, x, mask, t):
+    """x[t] = w linearly interpolated between frames i0 and i1 (weight u of i1) where a point is present in both,
+    else the nearer frame's point; mask[t] = presence."""
+    P, C = w.shape[1], w.shape[2]
+    near = u < 0.5
+    j = i0 if near else i1
+    for p in range(P):
+        ok0 = math.isfinite(w[i0, p, 0])
+        ok1 = math.isfinite(w[i1, p, 0])
+        both = ok0 & ok1
+        v0 = np.float32((1.0 - u) * np.float64(w[i0, p, 0]) + u * np.float64(w[i1, p, 0])) if both else w[j, p, 0]
+        v1 = np.float32((1.0 - u) * np.float64(w[i0, p, 1]) + u * np.float64(w[i1, p, 1])) if both else w[j, p, 1]
+        v2 = _ZERO
+        if C == 3:
+            v2 = np.float32((1.0 - u) * np.float64(w[i0, p, 2]) + u * np.float64(w[i1, p, 2])) if both else \
+                w[j, p, 2]
+        ok = (both | (ok0 if near else ok1)) & math.isfinite(v0) & math.isfinite(v1) & math.isfinite(v2)
+        x[t, p, 0] = v0 if ok else _ZERO
+        x[t, p, 1] = v1 if ok else _ZERO
+        if C == 3:
+            x[t, p, 2] = v2 if ok else _ZERO
+        mask[t, p] = np.float32(ok)
+
+
+@nb.njit(cache=True)
+def resample_out(w, m, T, mode, x, mask, acc):
     """Resample w[:m] to T frames straight into x (T, P, >=C) and mask (T, P); returns the valid frame count.
 
-    Fuses reference.resample and the NaN -> 0 / mask part of reference.finalize: one pass over the output. Written
-    out per channel without helper calls: this loop writes every output value and dominates the kernel's time.
+    Fuses reference.resample and the NaN -> 0 / mask part of reference.finalize: one pass over the output, one
+    row helper per kind of output frame. acc is (4, P) float64 scratch for window sums.
     """
     P, C = w.shape[1], w.shape[2]
-    three = C == 3
     if m == 0:
         x[:] = 0.0
         mask[:] = 0.0
         return 0
     length = min(m, T) if mode == RS_PAD else T
-    prev = -1
-    acc = np.empty((P, 4))  # window sums of x, y, z and the count of present frames
     for t in range(T):
-        window = mode == RS_MEAN and m > T
-        lo, hi = (t * m) // T, ((t + 1) * m) // T
-        u = 0.0
-        if mode == RS_LINEAR:
+        if t >= length:  # pad mode past the sequence
+            for p in range(P):
+                for c in range(C):
+                    x[t, p, c] = _ZERO
+                mask[t, p] = _ZERO
+        elif mode == RS_PAD:
+            _put_copy(w, t, x, mask, t)
+        elif mode == RS_MEAN:
+            lo, hi = (t * m) // T, ((t + 1) * m) // T
+            if m > T:
+                _put_window(w, lo, hi, x, mask, t, acc)
+            else:  # stretch: output frame t repeats source frame floor(t*m/T)
+                _put_copy(w, lo, x, mask, t)
+        else:
             s = t * ((m - 1) / (T - 1)) if T > 1 else (m - 1) / 2.0
             i0 = min(int(math.floor(s)), m - 1)
             u = s - i0
-        elif mode == RS_MEAN:
-            i0 = lo
-        else:
-            i0 = min(t, m - 1)
-        i1 = min(i0 + 1, m - 1)
-        if t > 0 and t < length and not window and u == 0.0 and i0 == prev:
-            for p in range(P):  # stretching repeats a frame: copy the finished row
-                for c in range(x.shape[2]):
-                    x[t, p, c] = x[t - 1, p, c]
-                mask[t, p] = mask[t - 1, p]
-            continue
-        prev = i0 if (not window and u == 0.0) else -1
-        if window:  # mean over frames lo..hi-1: frames outer, points inner (contiguous), sums in float64
-            acc[:] = 0.0
-            for j in range(lo, hi):
-                for p in range(P):
-                    ok = math.isfinite(w[j, p, 0])
-                    acc[p, 3] += ok
-                    acc[p, 0] += w[j, p, 0] if ok else 0.0
-                    acc[p, 1] += w[j, p, 1] if ok else 0.0
-                    if three:
-                        acc[p, 2] += w[j, p, 2] if ok else 0.0
-            for p in range(P):
-                cnt = acc[p, 3]
-                v0 = np.float32(acc[p, 0] / cnt) if cnt > 0 else _ZERO
-                v1 = np.float32(acc[p, 1] / cnt) if cnt > 0 else _ZERO
-                v2 = np.float32(acc[p, 2] / cnt) if cnt > 0 else _ZERO
-                ok = (cnt > 0) & math.isfinite(v0) & math.isfinite(v1) & math.isfinite(v2)
-                x[t, p, 0] = v0 if ok else _ZERO
-                x[t, p, 1] = v1 if ok else _ZERO
-                if three:
-                    x[t, p, 2] = v2 if ok else _ZERO
-                mask[t, p] = np.float32(ok)
-            continue
-        if t < length and u == 0.0:  # a copy of frame i0, branch-free per point
-            for p in range(P):
-                v0, v1 = w[i0, p, 0], w[i0, p, 1]
-                ok = math.isfinite(v0) & math.isfinite(v1)
-                if three:
-                    ok = ok & math.isfinite(w[i0, p, 2])
-                    x[t, p, 2] = w[i0, p, 2] if ok else _ZERO
-                x[t, p, 0] = v0 if ok else _ZERO
-                x[t, p, 1] = v1 if ok else _ZERO
-                mask[t, p] = np.float32(ok)
-            continue
-        for p in range(P):
-            v0, v1, v2 = np.float32(0.0), np.float32(0.0), np.float32(0.0)
-            if t >= length:
-                ok = False
+            if u == 0.0:
+                _put_copy(w, i0, x, mask, t)
             else:
-                ok0 = math.isfinite(w[i0, p, 0])
-                ok1 = math.isfinite(w[i1, p, 0])
-                if u != 0.0 and ok0 and ok1:
-                    ok = True
-                    v0 = np.float32((1.0 - u) * np.float64(w[i0, p, 0]) + u * np.float64(w[i1, p, 0]))
-                    v1 = np.float32((1.0 - u) * np.float64(w[i0, p, 1]) + u * np.float64(w[i1, p, 1]))
-                    if three:
-                        v2 = np.float32((1.0 - u) * np.float64(w[i0, p, 2]) + u * np.float64(w[i1, p, 2]))
-                else:  # a copy of the nearer frame (missing if it is)
-                    j = i0 if u < 0.5 else i1
-                    ok = ok0 if u < 0.5 else ok1
-                    v0, v1 = w[j, p, 0], w[j, p, 1]
-                    if three:
-                        v2 = w[j, p, 2]
-            ok = ok and math.isfinite(v0) and math.isfinite(v1) and math.isfinite(v2)
-            x[t, p, 0] = v0 if ok else np.float32(0.0)
-            x[t, p, 1] = v1 if ok else np.float32(0.0)
-            if three:
-                x[t, p, 2] = v2 if ok else np.float32(0.0)
-            mask[t, p] = 1.0 if ok else 0.0
+                _put_lerp(w, i0, min(i0 + 1, m - 1), u, x, mask, t)
     return length
 
 
