@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from slr_fast.train.config import PRECISIONS, TrainConfig
-from slr_fast.train.schedule import SCHEDULES
+from slr_fast.train.config import PRECISIONS, SCHEDULES, TrainConfig
 
 
 def _classes_arg(value: str | None) -> list[str] | None:

@@ -17,30 +17,10 @@ run continues the same curve.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-SCHEDULES = ("cyclic", "cosine_restarts", "onecycle", "plateau", "constant")
-
-
-@dataclass
-class ScheduleConfig:
-    name: str = "cyclic"  # one of SCHEDULES; the user's cyclic LR by default
-    warmup_steps: int = 0  # 0 → warmup_frac of the run
-    warmup_frac: float = 0.05  # warm-up length as a fraction of total steps when warmup_steps is 0
-    min_lr_ratio: float = 0.05  # lowest rate as a fraction of the peak (cyclic, cosine)
-    cycle_steps: int = 0  # cyclic: steps per full cycle; 0 → total/4 (four cycles per run)
-    cycle_decay: float = 0.7  # cyclic: amplitude factor per cycle
-    restart_period: int = 0  # cosine_restarts: first period; 0 → total/3
-    restart_mult: float = 1.0  # cosine_restarts: period growth
-    final_div: float = 100.0  # onecycle: final rate = peak / final_div
-    plateau_factor: float = 0.5  # plateau: rate factor on a plateau
-    plateau_patience: int = 3  # plateau: epochs without improvement before reducing
-
-    def __post_init__(self):
-        if self.name not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.name!r}; valid: {', '.join(SCHEDULES)}")
+from slr_fast.train.config import SCHEDULES, ScheduleConfig  # noqa: F401  (re-exported)
 
 
 class LRSchedule:
