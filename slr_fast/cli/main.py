@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "slr_fast.cli.synth",  # synth
     "slr_fast.cli.ingest",  # ingest gislr | pose
     "slr_fast.cli.inspect",  # info, show
+    "slr_fast.cli.store",  # split, verify
     "slr_fast.cli.train",  # train, eval, predict
     "slr_fast.cli.demo",  # demo: the main job
     "slr_fast.cli.ablate",  # ablate: kernel backends side by side
