@@ -37,6 +37,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="make a signer-independent train/val/test split with this seed (sources without a split)")
     p.add_argument("--split-fractions", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TR,VA,TE",
                    help="signer fractions for --split-by-signer (default: 0.8,0.1,0.1)")
+    p.add_argument("--unknown-signers", default="error", choices=["error", "none", "train", "val", "test"],
+                   help="with --split-by-signer: where sequences of unknown signer go (default: error)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -52,7 +54,8 @@ def cmd_gislr(args: argparse.Namespace) -> int:
 
     report = ingest_gislr(args.source, args.out, layout=get_layout(args.layout), classes=args.classes,
                           workers=args.workers, skip_bad=args.skip_bad, split_by_signer=args.split_by_signer,
-                          split_fractions=args.split_fractions, limit=args.limit, verify=not args.no_verify,
+                          split_fractions=args.split_fractions, unknown_signers=args.unknown_signers,
+                          limit=args.limit, verify=not args.no_verify,
                           overwrite=args.overwrite, progress=not args.no_progress)
     return _finish(report)
 
@@ -64,8 +67,8 @@ def cmd_pose(args: argparse.Namespace) -> int:
     report = ingest_pose(args.files, args.labels, args.out, layout=get_layout(args.layout), classes=args.classes,
                          coords=args.coords, missing_points=args.missing_points, workers=args.workers,
                          skip_bad=args.skip_bad, split_by_signer=args.split_by_signer,
-                         split_fractions=args.split_fractions, overwrite=args.overwrite,
-                         progress=not args.no_progress)
+                         split_fractions=args.split_fractions, unknown_signers=args.unknown_signers,
+                         overwrite=args.overwrite, progress=not args.no_progress)
     return _finish(report)
 
 

@@ -213,8 +213,9 @@ def find_gislr_csv(source: str | os.PathLike) -> Path:
 def ingest_gislr(source: str | os.PathLike, out: str | os.PathLike, *, layout: Layout = DEFAULT_LAYOUT,
                  classes: str | os.PathLike | list[str] | None = None, workers: int | None = None,
                  skip_bad: bool = False, split_by_signer: int | None = None,
-                 split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), limit: int | None = None,
-                 verify: bool = True, overwrite: bool = False, progress: bool = True) -> IngestReport:
+                 split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), unknown_signers: str = "error",
+                 limit: int | None = None, verify: bool = True, overwrite: bool = False,
+                 progress: bool = True) -> IngestReport:
     """Ingest a GISLR corpus (folder with train.csv, or the csv) into a keypoint store at `out`.
 
     Classes: the csv's signs sorted by name, or a sign map (JSON {sign: id} as GISLR's
@@ -233,7 +234,8 @@ def ingest_gislr(source: str | os.PathLike, out: str | os.PathLike, *, layout: L
         if split_rule != "none":
             raise IngestError(csv_path, "has a split column; drop --split-by-signer or the column")
         # Splits over the csv's signers (not only the readable files), so skipping never moves a signer.
-        codes = signer_split(np.array([e.signer for e in entries]), split_fractions, seed=split_by_signer)
+        codes = signer_split(np.array([e.signer for e in entries]), split_fractions, seed=split_by_signer,
+                             unknown=unknown_signers)
         entries = [replace(e, split=int(c)) for e, c in zip(entries, codes, strict=True)]
         split_rule = f"signer_split fractions={list(split_fractions)} seed={split_by_signer}"
     entries = entries[:limit]

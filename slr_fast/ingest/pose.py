@@ -238,8 +238,8 @@ def ingest_pose(files: list[str | os.PathLike] | None, labels_csv: str | os.Path
                 layout: Layout = DEFAULT_LAYOUT, classes: str | os.PathLike | list[str] | None = None,
                 coords: str = "auto", missing_points: str = "error", workers: int | None = None,
                 skip_bad: bool = False, split_by_signer: int | None = None,
-                split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), overwrite: bool = False,
-                progress: bool = True) -> IngestReport:
+                split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), unknown_signers: str = "error",
+                overwrite: bool = False, progress: bool = True) -> IngestReport:
     """Ingest `.pose` files (or folders of them; None = every file the labels CSV lists) into a store at `out`.
 
     Labels CSV columns: file (relative to the CSV's folder), sign, and optionally signer (integer ids or names),
@@ -256,7 +256,8 @@ def ingest_pose(files: list[str | os.PathLike] | None, labels_csv: str | os.Path
             raise IngestError(csv_path, "has a split column; drop --split-by-signer or the column")
         from slr_fast.store import signer_split
 
-        codes = signer_split(np.array([e.signer for e in chosen], np.int64), split_fractions, seed=split_by_signer)
+        codes = signer_split(np.array([e.signer for e in chosen], np.int64), split_fractions, seed=split_by_signer,
+                             unknown=unknown_signers)
         chosen = [SourceEntry(e.path, e.sign, e.signer, e.seq_id, int(s)) for e, s in zip(chosen, codes, strict=True)]
         split_rule = f"signer_split fractions={list(split_fractions)} seed={split_by_signer}"
     provenance = {
