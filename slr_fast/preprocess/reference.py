@@ -14,7 +14,12 @@ MIN_SCALE = 1e-6  # below this RMS spread the points are one location: dividing 
 
 def point_valid(seq: np.ndarray) -> np.ndarray:
     """(n, P) bool: a point is present when all of its channels are finite (inf counts as missing)."""
-    return np.isfinite(seq).all(axis=-1)
+    # One isfinite per channel, ANDed: `np.isfinite(seq).all(axis=-1)` reduces over a length-2 axis, which NumPy
+    # does element by element (~10 ns per point); this keeps the baseline of the engine benchmark a fair one.
+    ok = np.isfinite(seq[..., 0])
+    for c in range(1, seq.shape[-1]):
+        ok &= np.isfinite(seq[..., c])
+    return ok
 
 
 def handed_frames(seq: np.ndarray, hand_points: np.ndarray) -> tuple[np.ndarray, bool]:
