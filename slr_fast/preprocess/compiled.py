@@ -186,41 +186,52 @@ def _frame_at(s, k):
     return i0, min(i0 + 1, k - 1), s - i0
 
 
+@nb.njit(cache=True, inline="always")
+def _copy_row2(fa, dst, sh, inv2, P):
+    """dst = normalized fa, missing points NaN (2 channels, flat rows): two loops that each vectorize."""
+    for i in range(2 * P):
+        dst[i] = np.float32((np.float64(fa[i]) - sh[i]) * inv2[i])
+    for p in range(P):
+        ok = math.isfinite(fa[2 * p]) & math.isfinite(fa[2 * p + 1])
+        dst[2 * p] = dst[2 * p] if ok else _NAN
+        dst[2 * p + 1] = dst[2 * p + 1] if ok else _NAN
+
+
+@nb.njit(cache=True)
+def _lerp_row2(fa, fb, t, dst, sh, inv, P):
+    """dst = normalized fa..fb at weight t where a point is present in both, else the nearer frame's point."""
+    near = t < 0.5
+    for p in range(P):
+        a0, a1 = np.float64(fa[2 * p]), np.float64(fa[2 * p + 1])
+        b0, b1 = np.float64(fb[2 * p]), np.float64(fb[2 * p + 1])
+        ok0 = math.isfinite(a0) & math.isfinite(a1)
+        ok1 = math.isfinite(b0) & math.isfinite(b1)
+        both = ok0 & ok1
+        v0 = (1.0 - t) * a0 + t * b0 if both else (a0 if near else b0)
+        v1 = (1.0 - t) * a1 + t * b1 if both else (a1 if near else b1)
+        ok = both | (ok0 if near else ok1)
+        sc = inv[p]
+        a = np.float32((v0 - sh[2 * p]) * sc)
+        b = np.float32((v1 - sh[2 * p + 1]) * sc)
+        dst[2 * p] = a if ok else _NAN
+        dst[2 * p + 1] = b if ok else _NAN
+
+
 @nb.njit(cache=True)
 def _gather2(frames, keep, k, pos, m, shift, inv, w):
-    """gather for 2-channel layouts: literal channel indices, branch-free point loops."""
+    """gather for 2-channel layouts on flat rows; one function per kind of row (see resample_out for why)."""
     P = frames.shape[1]
     n = 2 * P
     sh, ff, wf = _flat(shift), _flat(frames), _flat(w)
+    inv2 = np.empty(n)  # inv per value, for loops over the flat row
+    for p in range(P):
+        inv2[2 * p] = inv2[2 * p + 1] = inv[p]
     for j in range(m):
         i0, i1, t = _frame_at(pos[j], k)
-        fa, fb, dst = _row(ff, keep[i0], n), _row(ff, keep[i1], n), _row(wf, j, n)
         if t == 0.0:  # integer position (no temporal op, or a cropped frame): a normalized copy
-            for p in range(P):
-                v0, v1 = np.float64(fa[2 * p]), np.float64(fa[2 * p + 1])
-                ok = math.isfinite(v0) & math.isfinite(v1)
-                sc = inv[p]
-                a = np.float32((v0 - sh[2 * p]) * sc)
-                b = np.float32((v1 - sh[2 * p + 1]) * sc)
-                dst[2 * p] = a if ok else _NAN
-                dst[2 * p + 1] = b if ok else _NAN
-            continue
-        near = t < 0.5
-        for p in range(P):
-            a0, a1 = np.float64(fa[2 * p]), np.float64(fa[2 * p + 1])
-            b0, b1 = np.float64(fb[2 * p]), np.float64(fb[2 * p + 1])
-            ok0 = math.isfinite(a0) & math.isfinite(a1)
-            ok1 = math.isfinite(b0) & math.isfinite(b1)
-            both = ok0 & ok1
-            # present on both sides: interpolate; else the nearer frame's value (missing if it is)
-            v0 = (1.0 - t) * a0 + t * b0 if both else (a0 if near else b0)
-            v1 = (1.0 - t) * a1 + t * b1 if both else (a1 if near else b1)
-            ok = both | (ok0 if near else ok1)
-            sc = inv[p]
-            a = np.float32((v0 - sh[2 * p]) * sc)
-            b = np.float32((v1 - sh[2 * p + 1]) * sc)
-            dst[2 * p] = a if ok else _NAN
-            dst[2 * p + 1] = b if ok else _NAN
+            _copy_row2(_row(ff, keep[i0], n), _row(wf, j, n), sh, inv2, P)
+        else:
+            _lerp_row2(_row(ff, keep[i0], n), _row(ff, keep[i1], n), t, _row(wf, j, n), sh, inv, P)
 
 
 @nb.njit(cache=True)
