@@ -5,6 +5,8 @@ Data (generated here, GISLR-like): sequence lengths log-normal with median 30 fr
 batches; the baseline is the NumPy per-sample reference of the same pipeline (`BatchProcessor.reference_process`: a
 Python loop over samples, vectorized NumPy inside, then np.stack as the collate) on a subset of the same samples in
 the same run; both are checked equal before timing. Rounds alternate (best of several) so both see the same load.
+The same epoch is also timed on one Numba thread: the kernel's cost per sample without thread overheads, and the
+figure to compare when other work shares the machine's cores.
 Also: Numba compile time of the kernel, cold (fresh NUMBA_CACHE_DIR) and cached, each in a fresh subprocess.
 """
 
@@ -86,6 +88,12 @@ def _throughput(benchmark, request, data, augment, group: str):
         t_kernel, c_kernel = min(t_kernel, t), min(c_kernel, c)
         t, c = _best(lambda: bp.reference_process(frames, offsets, sub, 0), 1)
         t_ref, c_ref = min(t_ref, t), min(c_ref, c)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # the same epoch on one thread: the kernel's cost per sample without thread overheads
+    try:
+        t1, c1 = _best(epoch, 2 if timed(request) else 1)
+    finally:
+        numba.set_num_threads(threads)
     n_kernel = len(batches) * B
     sps = n_kernel / t_kernel
     ref_sps = len(sub) / t_ref
@@ -94,14 +102,16 @@ def _throughput(benchmark, request, data, augment, group: str):
         "samples_per_s": round(sps), "numpy_samples_per_s": round(ref_sps), "speedup_vs_numpy": round(sps / ref_sps, 1),
         # CPU time summed over threads: what the work costs, less sensitive to other load on the machine.
         "cpu_us_per_sample": round(c_kernel / n_kernel * 1e6, 2),
+        "one_thread_samples_per_s": round(n_kernel / t1), "one_thread_cpu_us_per_sample": round(c1 / n_kernel * 1e6, 2),
         "numpy_cpu_us_per_sample": round(c_ref / len(sub) * 1e6, 1),
         "load_average_1min": round(os.getloadavg()[0], 1),
-        "batch": B, "T": T, "threads": numba.get_num_threads(), "augment": bp.augment.to_config(),
+        "batch": B, "T": T, "threads": threads, "augment": bp.augment.to_config(),
         "mean_frames": float(np.diff(offsets).mean()),
     })
     print(f"\n{group} ({len(bp.augment)} ops): {sps:,.0f} samples/s, NumPy per-sample {ref_sps:,.0f} samples/s, "
-          f"speedup x{sps / ref_sps:.1f}, {numba.get_num_threads()} threads; CPU {c_kernel / n_kernel * 1e6:.1f} vs "
-          f"{c_ref / len(sub) * 1e6:.0f} us/sample; load average {os.getloadavg()[0]:.1f}")
+          f"speedup x{sps / ref_sps:.1f}, {threads} threads; CPU {c_kernel / n_kernel * 1e6:.1f} vs "
+          f"{c_ref / len(sub) * 1e6:.0f} us/sample; one thread {n_kernel / t1:,.0f} samples/s, CPU "
+          f"{c1 / n_kernel * 1e6:.1f} us/sample; load average {os.getloadavg()[0]:.1f}")
     benchmark.pedantic(epoch, rounds=3 if timed(request) else 1, iterations=1)
 
 
