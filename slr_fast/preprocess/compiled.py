@@ -31,6 +31,10 @@ LEVEL_POINT, LEVEL_PART = 0, 1
 NSUMS = 5  # rows of the per-point sums: x, y, z offsets from the reference point, x^2 + y^2 of them, count
 _NAN = np.float32(np.nan)
 _ZERO = np.float32(0.0)
+# A 2-channel float32 point as one uint64 word, x and y its halves (both are tested, so byte order does not matter).
+_EXP_LO = np.uint64(0x7F800000)  # exponent bits of the low half; all ones = inf or NaN
+_EXP_HI = np.uint64(0x7F800000 << 32)
+_NAN2 = np.uint64(0x7FC000007FC00000)  # (NaN, NaN)
 
 
 @nb.njit(cache=True, inline="always")
@@ -187,14 +191,16 @@ def _frame_at(s, k):
 
 
 @nb.njit(cache=True, inline="always")
-def _copy_row2(fa, dst, sh, inv2, P):
-    """dst = normalized fa, missing points NaN (2 channels, flat rows): two loops that each vectorize."""
+def _copy_row2(fa, ua, dst, dst64, sh, inv2, P):
+    """dst = normalized fa, missing points NaN (2 channels; flat rows, ua/dst64 the same rows as uint64 points).
+
+    Two loops that each vectorize: the values over the flat row, then presence per point as one 64-bit word
+    (x, y) whose exponents must not be all ones (inf, NaN): 1.5x faster than testing interleaved floats."""
     for i in range(2 * P):
         dst[i] = np.float32((np.float64(fa[i]) - sh[i]) * inv2[i])
     for p in range(P):
-        ok = math.isfinite(fa[2 * p]) & math.isfinite(fa[2 * p + 1])
-        dst[2 * p] = dst[2 * p] if ok else _NAN
-        dst[2 * p + 1] = dst[2 * p + 1] if ok else _NAN
+        u = ua[p]
+        dst64[p] = dst64[p] if ((u & _EXP_LO) != _EXP_LO) & ((u & _EXP_HI) != _EXP_HI) else _NAN2
 
 
 @nb.njit(cache=True)
@@ -226,10 +232,12 @@ def _gather2(frames, keep, k, pos, m, shift, inv, w):
     inv2 = np.empty(n)  # inv per value, for loops over the flat row
     for p in range(P):
         inv2[2 * p] = inv2[2 * p + 1] = inv[p]
+    f64, w64 = ff.view(np.uint64), wf.view(np.uint64)
     for j in range(m):
         i0, i1, t = _frame_at(pos[j], k)
         if t == 0.0:  # integer position (no temporal op, or a cropped frame): a normalized copy
-            _copy_row2(_row(ff, keep[i0], n), _row(wf, j, n), sh, inv2, P)
+            f = keep[i0]
+            _copy_row2(_row(ff, f, n), _row(f64, f, P), _row(wf, j, n), _row(w64, j, P), sh, inv2, P)
         else:
             _lerp_row2(_row(ff, keep[i0], n), _row(ff, keep[i1], n), t, _row(wf, j, n), sh, inv, P)
 
