@@ -236,6 +236,7 @@ class Trainer:
         if rt.is_main:
             print(f"run {self.run_dir}: {len(self.data.train_indices)} train sequences, {self.data.num_classes} "
                   f"classes, {rt.device} {rt.precision}, world {rt.world_size}, kernels {self.model.kernel_report()}")
+            print(f"augmentation: {self.data.augment_config or 'none'}")
         stopped = False
         while self.epoch < cfg.epochs and not stopped:
             rec = {"kind": "epoch", "epoch": self.epoch, "lr": self.opt.param_groups[0]["lr"]}
