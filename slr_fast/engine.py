@@ -36,6 +36,7 @@ from slr_fast.augment import reference as aug_ref
 from slr_fast.augment.pipeline import AugmentPipeline, load_pipeline
 from slr_fast.augment.rng import stream_key, stream_key_np, uniform, uniform1_np
 from slr_fast.layout import Layout
+from slr_fast.preprocess import collate
 from slr_fast.preprocess import compiled as pre
 from slr_fast.preprocess import reference as pre_ref
 from slr_fast.preprocess.config import FLAG_EMPTY, FLAG_NO_HAND, FLAG_NO_POINTS, PreprocessConfig
@@ -84,13 +85,13 @@ def _process_one(b, frames, offsets, indices, sample_ids, seed, epoch, cfg, grow
             if uniform(k0, 0) < params[r, 0]:
                 aug.apply_spatial(ops[r, 0], w, m, params[r, 1:], seed, epoch, sid, ops[r, 1], centre, part_bounds,
                                   part_ids, hand_parts, mirror_idx, partner, tmp)
-        length = pre.resample_out(w, m, T, rs, x, mask, np.empty((4, P)))
+        length = collate.resample_out(w, m, T, rs, x, mask, np.empty((4, P)))
     else:
         flags |= FLAG_EMPTY
         x[:] = 0.0
         mask[:] = 0.0
     part_any = np.empty(nparts, np.bool_)
-    pre.mask_options(x, mask, length, part_ids, nparts, mask_mode, mask_level, part_any)
+    collate.mask_options(x, mask, length, part_ids, nparts, mask_mode, mask_level, part_any)
     if length > 0:
         anything = False
         for t in range(length):

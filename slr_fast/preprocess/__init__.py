@@ -1,7 +1,8 @@
 """Preprocessing: raw variable-length keypoint sequences to fixed (T, P, C) samples plus a presence mask.
 
-`PreprocessConfig` holds the options; `reference` is the plain NumPy truth per sample; `compiled` the Numba steps
-that `slr_fast.engine.BatchProcessor` runs for a whole batch in one call.
+`PreprocessConfig` holds the options; `reference` is the plain NumPy truth per sample; `compiled` (frame selection,
+statistics, gather) and `collate` (resampling, mask, output rows) the Numba steps that
+`slr_fast.engine.BatchProcessor` runs for a whole batch in one call.
 """
 
 from slr_fast.preprocess.config import (
