@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from _threads import one_torch_thread_on_cpu
 
 from kernels import reference as R
 from kernels.registry import get_op
@@ -235,17 +236,8 @@ def _check_output(out: tuple, case: Case, backend: str, mode: str) -> None:
 
 @pytest.fixture(autouse=True)
 def _one_cpu_thread():
-    """On CPU, time single-threaded: on a shared 2-core machine OpenMP barriers stall for whole time slices,
-    which turns sub-millisecond ops into 100 ms outliers. GPU runs are unaffected."""
-    if CUDA:
+    with one_torch_thread_on_cpu():
         yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("mode", MODES)

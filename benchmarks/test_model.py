@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from _threads import one_torch_thread_on_cpu
 
 from kernels.registry import KernelConfig
 from slr_fast.layout import DEFAULT_LAYOUT
@@ -124,16 +125,8 @@ def _best_times(runs: dict[str, Callable], rounds: int = 5) -> dict[str, float]:
 
 @pytest.fixture(autouse=True)
 def _one_cpu_thread():
-    """On CPU, time single-threaded: OpenMP barriers on a shared 2-core machine turn into long stalls."""
-    if CUDA:
+    with one_torch_thread_on_cpu():
         yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -36,6 +36,7 @@ import statistics
 
 import pytest
 import torch
+from _threads import one_torch_thread_on_cpu
 from _train_bench import (
     SEED_EPOCHS,
     SEED_P100_EPOCH_S,
@@ -112,16 +113,8 @@ def _engine_started() -> None:
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread(_engine_started):
-    """On CPU, torch single-threaded: the loader's thread has the other core, and runs stay comparable."""
-    if CUDA:
+    with one_torch_thread_on_cpu():
         yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _runtime() -> Runtime:
