@@ -17,9 +17,9 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     "${PIP[@]}" "torch>=2.4"
   else
-    # CPU build: a local wheel on this project's machines; elsewhere PyTorch's CPU index serves it.
-    "${PIP[@]}" "torch==2.13.0" 2>/dev/null \
-      || "${PIP[@]}" torch --index-url https://download.pytorch.org/whl/cpu
+    # CPU build: a local wheel on this project's machines. Elsewhere, choose the build with TORCH_SPEC
+    # (e.g. TORCH_SPEC="torch --index-url <PyTorch's CPU wheel index>") before running this script.
+    "${PIP[@]}" "torch==2.13.0"
   fi
 fi
 "${PIP[@]}" -e ".[dev]"
