@@ -13,7 +13,8 @@ fi
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   if [ -n "${TORCH_SPEC:-}" ]; then
-    "${PIP[@]}" "$TORCH_SPEC"
+    # shellcheck disable=SC2086  # a spec may carry pip options
+    "${PIP[@]}" $TORCH_SPEC
   elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     "${PIP[@]}" "torch>=2.4"
   else
