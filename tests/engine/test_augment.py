@@ -5,13 +5,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
+from engine_testing import assert_matches_reference
 
 from slr_fast.augment import OPS, AugmentPipeline, default_pipeline, load_pipeline, named_pipeline
 from slr_fast.engine import BatchProcessor
 from slr_fast.layout import DEFAULT_LAYOUT
 from slr_fast.preprocess import PreprocessConfig
 
-TOL = 1e-6  # see test_preprocess
 SL = DEFAULT_LAYOUT.part_slices()
 PAD = PreprocessConfig(T=256, resample="pad", drop_handless=False)  # output frame t = augmented frame t
 
@@ -22,14 +22,7 @@ def run(bp, frames, offsets, epoch=0, ids=None):
 
 
 def check_reference(bp, frames, offsets, epoch=0):
-    idx = np.arange(len(offsets) - 1)
-    got = bp.process(frames, offsets, idx, epoch, bp.alloc(len(idx)))
-    want = bp.reference_process(frames, offsets, idx, epoch)
-    np.testing.assert_allclose(got["x"], want["x"], rtol=TOL, atol=TOL)
-    np.testing.assert_array_equal(got["mask"], want["mask"])
-    np.testing.assert_array_equal(got["length"], want["length"])
-    assert np.isfinite(got["x"]).all()
-    return got
+    return assert_matches_reference(bp, frames, offsets, epoch, check_flags=False)
 
 
 def pair(ops, pc=PAD, seed=3):

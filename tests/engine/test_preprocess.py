@@ -6,25 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
+from engine_testing import assert_matches_reference
 
 from slr_fast.engine import BatchProcessor
 from slr_fast.layout import DEFAULT_LAYOUT
 from slr_fast.preprocess import FLAG_EMPTY, FLAG_NO_HAND, FLAG_NO_POINTS, PreprocessConfig
-
-TOL = 1e-6  # float sums run in a different order in NumPy (pairwise) and the kernel (sequential)
-
-
-def assert_matches_reference(bp, frames, offsets, epoch=0):
-    idx = np.arange(len(offsets) - 1)
-    got = bp.process(frames, offsets, idx, epoch, bp.alloc(len(idx)))
-    want = bp.reference_process(frames, offsets, idx, epoch)
-    np.testing.assert_allclose(got["x"], want["x"], rtol=TOL, atol=TOL)
-    np.testing.assert_array_equal(got["mask"], want["mask"])
-    np.testing.assert_array_equal(got["length"], want["length"])
-    np.testing.assert_array_equal(got["flags"], want["flags"])
-    assert np.isfinite(got["x"]).all()
-    return got
-
 
 OPTIONS = list(itertools.product(["sequence", "part", "none"], ["mean", "linear", "pad"], [True, False]))
 
