@@ -12,7 +12,9 @@ row and gathers the layout's points. Both pyarrow and that pass release the GIL,
 from __future__ import annotations
 
 import csv
+import functools
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,10 +32,13 @@ from slr_fast.ingest.common import (
     write_entries,
 )
 from slr_fast.ingest.gislr_format import CSV_COLUMNS, GISLR_TYPES, ROW_LANDMARK_INDEX, ROW_TYPE_CODE
+from slr_fast.ingest.parquet_fast import BYTE_ARRAY, DOUBLE, FLOAT, INT32, INT64, ParquetFile, Unsupported
 from slr_fast.layout import DEFAULT_LAYOUT, GISLR_ROWS_PER_FRAME, Layout
 
 # Source split names accepted in an optional `split` column of train.csv (codes as in the store).
 _SPLIT_CODES = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
+_EXPECTED_TYPE = ROW_TYPE_CODE.astype(np.int8)
+_EXPECTED_LANDMARK = ROW_LANDMARK_INDEX.astype(np.int16)
 
 
 def _column(table: pa.Table, name: str) -> pa.Array:
@@ -42,32 +47,93 @@ def _column(table: pa.Table, name: str) -> pa.Array:
 
 
 @numba.njit(nogil=True, cache=True)
-def _check_and_gather(frame, type_idx, landmark, expected_type, expected_landmark, verify, rows, x, y, z, out):
-    """One pass over a file's rows: check them, gather the layout's points into `out` (T, P, C) in file order.
+def _check_and_place(frame, type_code, landmark, expected_type, expected_landmark, verify, values, order, out):
+    """Check every row of a file and place the layout's values: -> (status, row).
 
-    Returns (status, row): 0 ok; 1 a frame block mixes frame numbers at `row`; 2 `row` breaks the fixed
-    type/landmark order; 3 every gathered value is NaN. nogil: reader threads run this truly in parallel.
+    status 0 ok; 1 a frame block mixes frame numbers at `row`; 2 `row` breaks the fixed type/landmark order;
+    3 every value is NaN. values (C, T*P) are at the layout's rows sorted; order[j] is the point sorted row j
+    holds. The checks accumulate without branching and look for the first bad row only once a block fails.
     """
     t, p, c = out.shape
-    seen = False
     for f in range(t):
         base = f * 543
         number = frame[base]
+        bad = False
         for r in range(543):
-            if frame[base + r] != number:
-                return 1, base + r
+            bad |= frame[base + r] != number
+        if bad:
+            for r in range(543):
+                if frame[base + r] != number:
+                    return 1, base + r
         if verify:
             for r in range(543):
-                if type_idx[base + r] != expected_type[r] or landmark[base + r] != expected_landmark[r]:
-                    return 2, base + r
-        for k in range(p):
-            src = base + rows[k]
-            out[f, k, 0] = x[src]
-            out[f, k, 1] = y[src]
-            if c == 3:
-                out[f, k, 2] = z[src]
-            seen = seen or x[src] == x[src] or y[src] == y[src]
-    return (0 if seen else 3), 0
+                bad |= (type_code[base + r] != expected_type[r]) | (landmark[base + r] != expected_landmark[r])
+            if bad:
+                for r in range(543):
+                    if type_code[base + r] != expected_type[r] or landmark[base + r] != expected_landmark[r]:
+                        return 2, base + r
+    seen = False
+    for f in range(t):
+        for j in range(p):
+            for k in range(c):
+                v = values[k, f * p + j]
+                out[f, order[j], k] = v
+                seen |= v == v
+    return (0, 0) if seen else (3, 0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_rows(num_frames: int, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """The file rows holding the layout's points, sorted (T*P,), and where each sorted point goes in the layout.
+
+    Cached: GISLR lengths repeat, and this costs more than decoding a small file's coordinates."""
+    rows = layout.gislr_rows()
+    order = np.argsort(rows, kind="stable")
+    wanted = (np.arange(num_frames, dtype=np.int64)[:, None] * GISLR_ROWS_PER_FRAME + rows[order][None, :]).ravel()
+    wanted.flags.writeable = order.flags.writeable = False
+    return wanted, order
+
+
+_local = threading.local()
+
+
+def _int_buffers(n: int) -> list[np.ndarray]:
+    """This thread's frame (int32), type (int8) and landmark (int16) arrays of n, reused from file to file: the
+    narrow types keep the verification's memory traffic small."""
+    bufs = getattr(_local, "ints", None)
+    if bufs is None or bufs[0].size < n:
+        bufs = _local.ints = [np.empty(max(n, 1 << 16), t) for t in (np.int32, np.int8, np.int16)]
+    return [b[:n] for b in bufs]
+
+
+def _columns_fast(path: str | os.PathLike, layout: Layout, verify: bool):
+    """(frame, type codes, landmark, coords (C, T*P) at the sorted layout rows, order) via the compiled reader, or
+    None when the file is anything but a clean, supported one: then the pyarrow path reads it and words the error."""
+    coords = layout.channels
+    try:
+        with ParquetFile(path) as pf:
+            types = {c: pf.physical_type(c) for c in ("frame", "type", "landmark_index", *coords) if c in pf.columns}
+            ints, floats = (INT32, INT64), (INT32, INT64, FLOAT, DOUBLE)
+            if (types.get("frame") not in ints or any(types.get(c) not in floats for c in coords)
+                    or verify and (types.get("type") != BYTE_ARRAY or types.get("landmark_index") not in ints)):
+                return None
+            n = pf.num_rows
+            if n <= 0 or n % GISLR_ROWS_PER_FRAME:
+                return None
+            frame, type_code, landmark = _int_buffers(n)
+            pf.column("frame", None, out=frame)
+            if verify:
+                pf.column("type", None, strings=GISLR_TYPES, out=type_code)
+                if type_code.min() < 0:
+                    return None  # an unknown type: the pyarrow path names it
+                pf.column("landmark_index", None, out=landmark)
+            wanted, order = _file_rows(n // GISLR_ROWS_PER_FRAME, layout)
+            values = np.empty((len(coords), wanted.size))
+            for i, c in enumerate(coords):
+                pf.column(c, wanted, np.float64, out=values[i])
+    except (Unsupported, OSError):
+        return None
+    return frame, type_code, landmark, values, order
 
 
 def _numpy_column(path: str | os.PathLike, table: pa.Table, name: str, kind: str) -> np.ndarray:
@@ -84,8 +150,8 @@ def _numpy_column(path: str | os.PathLike, table: pa.Table, name: str, kind: str
     return col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
-def _type_indices(path: str | os.PathLike, table: pa.Table) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The `type` column as dictionary indices, the index each of the 543 rows must have, and the dictionary."""
+def _type_codes(path: str | os.PathLike, table: pa.Table) -> np.ndarray:
+    """The `type` column as int64 codes (indices into GISLR_TYPES), checked."""
     types = _column(table, "type")
     if not pa.types.is_dictionary(types.type):  # read_dictionary only applies to string columns
         raise IngestError(path, f"column 'type' has type {types.type}, expected strings")
@@ -95,28 +161,23 @@ def _type_indices(path: str | os.PathLike, table: pa.Table) -> tuple[np.ndarray,
     unknown = sorted(set(names) - set(GISLR_TYPES))
     if unknown:
         raise IngestError(path, f"column 'type' has unknown values {unknown}; valid: {list(GISLR_TYPES)}")
-    # Compare dictionary indices with those the fixed order implies: no per-row string work.
-    position = np.array([names.index(n) if n in names else -1 for n in GISLR_TYPES], np.int64)
-    return types.indices.to_numpy(), position[ROW_TYPE_CODE], names
+    # Map dictionary indices to codes: no per-row string work.
+    code = np.array([GISLR_TYPES.index(n) for n in names], np.int64)
+    return code[types.indices.to_numpy()]
 
 
-def read_gislr_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *, verify: bool = True) -> np.ndarray:
-    """One GISLR parquet file as (T, P, C) float32 in `layout`'s point order, frames sorted by frame number.
-
-    `verify` checks every row's type/landmark_index against the fixed 543-row order; it reads two more
-    columns, about 30% more CPU time per file.
-    """
+def _columns_arrow(path: str | os.PathLike, layout: Layout, verify: bool):
+    """The same as `_columns_fast` through pyarrow, for every file; raises IngestError naming the problem."""
     coords = list(layout.channels)
-    wanted = ["frame"] + (["type", "landmark_index"] if verify else []) + coords
+    wanted_cols = ["frame"] + (["type", "landmark_index"] if verify else []) + coords
     try:
-        # memory_map: decoders read the page cache directly instead of copying each file (~5% per file).
         pf = pq.ParquetFile(path, read_dictionary=["type"] if verify else None, memory_map=True)
     except FileNotFoundError as e:
         raise IngestError(path, "file not found") from e
     except (OSError, pa.ArrowException) as e:
         raise IngestError(path, f"unreadable parquet file: {e}") from e
     names = pf.schema_arrow.names
-    missing = [c for c in wanted if c not in names]
+    missing = [c for c in wanted_cols if c not in names]
     if missing:
         raise IngestError(path, f"missing column(s) {missing}; found {names} (layout {layout.name!r} needs "
                                 f"frame, type, landmark_index, {', '.join(coords)})")
@@ -125,22 +186,35 @@ def read_gislr_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *,
         raise IngestError(path, "empty sequence: no rows")
     if n % GISLR_ROWS_PER_FRAME:
         raise IngestError(path, f"{n} rows is not a multiple of {GISLR_ROWS_PER_FRAME} (rows per GISLR frame)")
-    t = n // GISLR_ROWS_PER_FRAME
     try:
-        table = pf.read(columns=wanted, use_threads=False)  # parallelism is across files, not within one
+        table = pf.read(columns=wanted_cols, use_threads=False)  # parallelism is across files, not within one
     except (OSError, pa.ArrowException) as e:
         raise IngestError(path, f"unreadable parquet file: {e}") from e
-    frame = _numpy_column(path, table, "frame", "int")
+    frame = _numpy_column(path, table, "frame", "int").astype(np.int64, copy=False)
+    type_code = landmark = frame
     if verify:
-        type_idx, expected_type, type_names = _type_indices(path, table)
-        landmark = _numpy_column(path, table, "landmark_index", "int")
-    else:
-        type_idx, expected_type, type_names, landmark = frame, ROW_LANDMARK_INDEX, [], frame
-    x, y = (_numpy_column(path, table, c, "float") for c in coords[:2])
-    z = _numpy_column(path, table, "z", "float") if len(coords) == 3 else x
-    out = np.empty((t, layout.num_points, len(coords)), np.float32)
-    status, row = _check_and_gather(frame, type_idx, landmark, expected_type, ROW_LANDMARK_INDEX, verify,
-                                    layout.gislr_rows(), x, y, z, out)
+        type_code = _type_codes(path, table)
+        landmark = _numpy_column(path, table, "landmark_index", "int").astype(np.int64, copy=False)
+    wanted, order = _file_rows(n // GISLR_ROWS_PER_FRAME, layout)
+    values = np.stack([_numpy_column(path, table, c, "float")[wanted] for c in coords])
+    return frame, type_code, landmark, values, order
+
+
+def read_gislr_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *, verify: bool = True,
+                    engine: str = "auto") -> np.ndarray:
+    """One GISLR parquet file as (T, P, C) float32 in `layout`'s point order, frames sorted by frame number.
+
+    `verify` checks every row's type/landmark_index against the fixed 543-row order. `engine`: "auto" (the
+    compiled reader, pyarrow for files it does not handle and for every error message) or "pyarrow".
+    """
+    if engine not in ("auto", "pyarrow"):
+        raise ValueError(f"engine {engine!r}: valid engines are 'auto', 'pyarrow'")
+    cols = _columns_fast(path, layout, verify) if engine == "auto" else None
+    frame, type_code, landmark, values, order = cols or _columns_arrow(path, layout, verify)
+    t = frame.size // GISLR_ROWS_PER_FRAME
+    out = np.empty((t, layout.num_points, len(layout.channels)), np.float32)
+    status, row = _check_and_place(frame, type_code, landmark, _EXPECTED_TYPE, _EXPECTED_LANDMARK, verify, values,
+                                   order, out)
     if status == 1:
         f = row // GISLR_ROWS_PER_FRAME
         raise IngestError(path, f"rows {f * 543}..{f * 543 + 542} mix frame numbers "
@@ -149,7 +223,7 @@ def read_gislr_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *,
     if status == 2:
         r = row % GISLR_ROWS_PER_FRAME
         raise IngestError(path, f"rows are not in the GISLR order (face 0-467, left_hand, pose, right_hand): row "
-                                f"{row} is {type_names[type_idx[row]]} {landmark[row]}, expected "
+                                f"{row} is {GISLR_TYPES[type_code[row]]} {landmark[row]}, expected "
                                 f"{GISLR_TYPES[ROW_TYPE_CODE[r]]} {ROW_LANDMARK_INDEX[r]}")
     if status == 3:
         raise IngestError(path, f"all-NaN sequence: no point of layout {layout.name!r} is detected in any frame")
