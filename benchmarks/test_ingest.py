@@ -7,9 +7,10 @@ Baselines, both measured here on the same files:
 - `pandas`: the GISLR starter-notebook loader — `pd.read_parquet(path, columns=["x", "y", "z"])`, reshape
   (frames, 543, 3), select the layout's rows. It reads only the coordinates and trusts the row order.
 - `pandas_full`: `pd.read_parquet(path)` (every column), then the same — the other common variant.
-slr_fast additionally checks every row's type/landmark_index and sorts frames by number. Rounds alternate between
-the ways; files/s is each way's best round, and each speedup is the median over rounds of the paired time ratio,
-which stays meaningful on a machine whose load changes between rounds.
+slr_fast additionally checks every row's type/landmark_index and sorts frames by number. Also timed: slr_fast on
+one thread, without the row check, and with `engine="pyarrow"` (its pyarrow reader, what the compiled Parquet
+reader replaced). Rounds alternate between the ways; files/s is each way's best round, and each speedup is the
+median over rounds of the paired time ratio, which stays meaningful on a machine whose load changes between rounds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 
 from slr_fast.ingest import read_gislr_csv, read_gislr_file, write_gislr_dataset
 from slr_fast.ingest.common import default_workers
+from slr_fast.ingest.gislr import _columns_fast
 from slr_fast.layout import DEFAULT_LAYOUT, GISLR_ROWS_PER_FRAME
 
 pd = pytest.importorskip("pandas")
@@ -83,6 +85,8 @@ def paired_speedup(times: dict[str, list[float]], ours: str, base: str) -> float
 
 def test_gislr_read_vs_pandas(benchmark, gislr_files):
     workers = int(os.environ.get("SLR_BENCH_WORKERS", default_workers()))
+    # The compiled reader must handle these files itself (no silent fallback to pyarrow in what is timed).
+    assert all(_columns_fast(f, DEFAULT_LAYOUT, True) is not None for f in gislr_files)
     ours = read_all(gislr_files, read_gislr_file, workers)
     # Same arrays as the baseline (the generated files are in frame order), so the comparison is like for like.
     for a, b in zip(ours, read_all(gislr_files, pandas_way, 1), strict=True):
@@ -94,6 +98,7 @@ def test_gislr_read_vs_pandas(benchmark, gislr_files):
         "slr_fast_1_thread": lambda: read_all(gislr_files, read_gislr_file, 1),
         "slr_fast": lambda: read_all(gislr_files, read_gislr_file, workers),
         "slr_fast_no_verify": lambda: read_all(gislr_files, partial(read_gislr_file, verify=False), workers),
+        "slr_fast_pyarrow": lambda: read_all(gislr_files, partial(read_gislr_file, engine="pyarrow"), workers),
     }, rounds)
     rate = {name: round(len(gislr_files) / min(t), 1) for name, t in times.items()}  # best round
     benchmark.group = "ingest"
@@ -101,11 +106,12 @@ def test_gislr_read_vs_pandas(benchmark, gislr_files):
         files=len(gislr_files), workers=workers, rounds=rounds, frames=int(sum(len(a) for a in ours)),
         files_per_s=rate["slr_fast"], files_per_s_1_thread=rate["slr_fast_1_thread"],
         files_per_s_no_verify=rate["slr_fast_no_verify"], pandas_files_per_s=rate["pandas"],
-        pandas_full_files_per_s=rate["pandas_full"],
+        pandas_full_files_per_s=rate["pandas_full"], pyarrow_engine_files_per_s=rate["slr_fast_pyarrow"],
         speedup_vs_pandas=round(paired_speedup(times, "slr_fast", "pandas"), 2),
         speedup_vs_pandas_full=round(paired_speedup(times, "slr_fast", "pandas_full"), 2),
         speedup_1_thread_vs_pandas=round(paired_speedup(times, "slr_fast_1_thread", "pandas"), 2),
         speedup_no_verify_vs_pandas=round(paired_speedup(times, "slr_fast_no_verify", "pandas"), 2),
+        speedup_vs_pyarrow_engine=round(paired_speedup(times, "slr_fast", "slr_fast_pyarrow"), 2),
     )
     print({k: v for k, v in benchmark.extra_info.items()})
     result = benchmark.pedantic(read_all, args=(gislr_files, read_gislr_file, workers), rounds=rounds, iterations=1)

@@ -44,6 +44,7 @@ class IngestReport:
     classes: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason), in source order
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # anything else a user should know about the run
 
     @property
     def files_per_s(self) -> float:
@@ -60,6 +61,7 @@ class IngestReport:
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} file(s):")
             lines += [f"  {f}: {reason}" for f, reason in self.skipped]
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ from slr_fast.ingest.parquet_fast import BYTE_ARRAY, DOUBLE, FLOAT, INT32, INT64
 from slr_fast.layout import DEFAULT_LAYOUT, GISLR_ROWS_PER_FRAME, Layout
 
 # Source split names accepted in an optional `split` column of train.csv (codes as in the store).
+ENGINES = ("auto", "pyarrow")  # readers of read_gislr_file / ingest_gislr: see read_gislr_file
 _SPLIT_CODES = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
 _EXPECTED_TYPE = ROW_TYPE_CODE.astype(np.int8)
 _EXPECTED_LANDMARK = ROW_LANDMARK_INDEX.astype(np.int16)
@@ -98,17 +99,19 @@ _local = threading.local()
 
 
 def _int_buffers(n: int) -> list[np.ndarray]:
-    """This thread's frame (int32), type (int8) and landmark (int16) arrays of n, reused from file to file: the
-    narrow types keep the verification's memory traffic small."""
+    """This thread's frame (int16, as in GISLR files), type (int8) and landmark (int16) arrays of n, reused from
+    file to file: narrow types keep the verification's memory traffic small (measured: int32 throughout is ~10%
+    slower). A frame number beyond int16 makes the fast reader decline the file; pyarrow then reads it."""
     bufs = getattr(_local, "ints", None)
     if bufs is None or bufs[0].size < n:
-        bufs = _local.ints = [np.empty(max(n, 1 << 16), t) for t in (np.int32, np.int8, np.int16)]
+        bufs = _local.ints = [np.empty(max(n, 1 << 16), t) for t in (np.int16, np.int8, np.int16)]
     return [b[:n] for b in bufs]
 
 
-def _columns_fast(path: str | os.PathLike, layout: Layout, verify: bool):
+def _columns_fast(path: str | os.PathLike, layout: Layout, verify: bool, why: list[str] | None = None):
     """(frame, type codes, landmark, coords (C, T*P) at the sorted layout rows, order) via the compiled reader, or
-    None when the file is anything but a clean, supported one: then the pyarrow path reads it and words the error."""
+    None when the file is anything but a clean, supported one (the reason appended to `why`): then the pyarrow path
+    reads it and words any error."""
     coords = layout.channels
     try:
         with ParquetFile(path) as pf:
@@ -116,22 +119,24 @@ def _columns_fast(path: str | os.PathLike, layout: Layout, verify: bool):
             ints, floats = (INT32, INT64), (INT32, INT64, FLOAT, DOUBLE)
             if (types.get("frame") not in ints or any(types.get(c) not in floats for c in coords)
                     or verify and (types.get("type") != BYTE_ARRAY or types.get("landmark_index") not in ints)):
-                return None
+                raise Unsupported(f"columns or physical types not as GISLR's: {types}")
             n = pf.num_rows
             if n <= 0 or n % GISLR_ROWS_PER_FRAME:
-                return None
+                raise Unsupported(f"{n} rows")
             frame, type_code, landmark = _int_buffers(n)
             pf.column("frame", None, out=frame)
             if verify:
                 pf.column("type", None, strings=GISLR_TYPES, out=type_code)
                 if type_code.min() < 0:
-                    return None  # an unknown type: the pyarrow path names it
+                    raise Unsupported("an unknown `type` value")  # the pyarrow path names it
                 pf.column("landmark_index", None, out=landmark)
             wanted, order = _file_rows(n // GISLR_ROWS_PER_FRAME, layout)
             values = np.empty((len(coords), wanted.size))
             for i, c in enumerate(coords):
                 pf.column(c, wanted, np.float64, out=values[i])
-    except (Unsupported, OSError):
+    except (Unsupported, OSError) as e:
+        if why is not None:
+            why.append(str(e) or type(e).__name__)
         return None
     return frame, type_code, landmark, values, order
 
@@ -200,16 +205,21 @@ def _columns_arrow(path: str | os.PathLike, layout: Layout, verify: bool):
     return frame, type_code, landmark, values, order
 
 
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: valid engines are {', '.join(map(repr, ENGINES))}")
+
+
 def read_gislr_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *, verify: bool = True,
-                    engine: str = "auto") -> np.ndarray:
+                    engine: str = "auto", why: list[str] | None = None) -> np.ndarray:
     """One GISLR parquet file as (T, P, C) float32 in `layout`'s point order, frames sorted by frame number.
 
     `verify` checks every row's type/landmark_index against the fixed 543-row order. `engine`: "auto" (the
-    compiled reader, pyarrow for files it does not handle and for every error message) or "pyarrow".
+    compiled reader; pyarrow for files it does not handle, and for every error message) or "pyarrow". When "auto"
+    falls back to pyarrow, the reason is appended to `why` if given.
     """
-    if engine not in ("auto", "pyarrow"):
-        raise ValueError(f"engine {engine!r}: valid engines are 'auto', 'pyarrow'")
-    cols = _columns_fast(path, layout, verify) if engine == "auto" else None
+    _check_engine(engine)
+    cols = _columns_fast(path, layout, verify, why) if engine == "auto" else None
     frame, type_code, landmark, values, order = cols or _columns_arrow(path, layout, verify)
     t = frame.size // GISLR_ROWS_PER_FRAME
     out = np.empty((t, layout.num_points, len(layout.channels)), np.float32)
@@ -288,17 +298,19 @@ def ingest_gislr(source: str | os.PathLike, out: str | os.PathLike, *, layout: L
                  classes: str | os.PathLike | list[str] | None = None, workers: int | None = None,
                  skip_bad: bool = False, split_by_signer: int | None = None,
                  split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), unknown_signers: str = "error",
-                 limit: int | None = None, verify: bool = True, overwrite: bool = False,
+                 limit: int | None = None, verify: bool = True, engine: str = "auto", overwrite: bool = False,
                  progress: bool = True) -> IngestReport:
     """Ingest a GISLR corpus (folder with train.csv, or the csv) into a keypoint store at `out`.
 
     Classes: the csv's signs sorted by name, or a sign map (JSON {sign: id} as GISLR's
     sign_to_prediction_index_map.json, JSON list, or text one per line). Signer = participant_id, seq id =
     sequence_id. Splits: the csv's `split` column if present, else a signer-independent split seeded by
-    `split_by_signer`, else none. Files are read on `workers` threads and written in csv order.
+    `split_by_signer`, else none. Files are read on `workers` threads and written in csv order. Files the
+    compiled reader declines are read with pyarrow; the report's notes count them, with the first reason.
     """
     from slr_fast.store import signer_split
 
+    _check_engine(engine)
     csv_path = find_gislr_csv(source)
     entries = read_gislr_csv(csv_path)
     # Classes and signer splits come from the whole csv, so `limit` gives the same ids and splits as a full run.
@@ -316,8 +328,21 @@ def ingest_gislr(source: str | os.PathLike, out: str | os.PathLike, *, layout: L
     provenance = {
         "source_format": "gislr", "source": str(csv_path), "layout_name": layout.name,
         "class_order": "class map" if classes is not None else "sorted by name", "split": split_rule,
-        "verify_rows": verify,
+        "verify_rows": verify, "engine": engine,
     }
-    return write_entries(out, entries, lambda e: read_gislr_file(e.path, layout, verify=verify), layout=layout,
-                         classes=class_names, provenance=provenance, workers=workers, skip_bad=skip_bad,
-                         overwrite=overwrite, progress=progress)
+    fallbacks: list[tuple[str, str]] = []  # (file, why): list.append is atomic, reader threads share it
+
+    def read(entry: SourceEntry) -> np.ndarray:
+        why: list[str] = []
+        frames = read_gislr_file(entry.path, layout, verify=verify, engine=engine, why=why)
+        if why:
+            fallbacks.append((str(entry.path), why[0]))
+        return frames
+
+    report = write_entries(out, entries, read, layout=layout, classes=class_names, provenance=provenance,
+                           workers=workers, skip_bad=skip_bad, overwrite=overwrite, progress=progress)
+    if fallbacks:
+        path, why = min(fallbacks)
+        report.notes.append(f"{len(fallbacks)} file(s) read with pyarrow, which is slower: the compiled reader does "
+                            f"not handle them (first: {path}: {why})")
+    return report

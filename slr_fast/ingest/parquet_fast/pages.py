@@ -70,10 +70,35 @@ def _unaligned_load(nbtype):
     return load
 
 
+@intrinsic
+def _store_i64(typingctx, buf, offset, value):
+    """Write an int64 at any byte offset of a uint8 array."""
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(arr.data, [args[1]]), context.get_value_type(types.int64).as_pointer())
+        builder.store(args[2], ptr, align=1)
+
+    return types.void(buf, offset, types.int64), codegen
+
+
 _load_i32 = _unaligned_load(types.int32)
 _load_i64 = _unaligned_load(types.int64)
 _load_f32 = _unaligned_load(types.float32)
 _load_f64 = _unaligned_load(types.float64)
+
+
+@numba.njit(nogil=True, cache=True)
+def _move(dst, o, src, p, length):
+    """dst[o:o+length] = src[p:p+length] front to back in 8-byte words, for a literal (two arrays) or a copy
+    within dst whose source is at least 8 bytes behind (each word then reads bytes already written). Snappy's
+    elements are mostly short, where a memcpy call costs more than the copy."""
+    j = 0
+    while j + 8 <= length:
+        _store_i64(dst, o + j, _load_i64(src, p + j))
+        j += 8
+    while j < length:
+        dst[o + j] = src[p + j]
+        j += 1
 
 
 @numba.njit(nogil=True, cache=True)
@@ -99,7 +124,10 @@ def _snappy(src, s0, s1, dst):
             length += 1
             if p + length > s1 or o + length > n:
                 raise ValueError("parquet: snappy literal out of bounds")
-            _memcpy(dst, o, src, p, length)
+            if length >= 256:
+                _memcpy(dst, o, src, p, length)
+            else:
+                _move(dst, o, src, p, length)
             o += length
             p += length
             continue
@@ -120,9 +148,9 @@ def _snappy(src, s0, s1, dst):
             p += width
         if offset == 0 or offset > o or o + length > n:
             raise ValueError("parquet: snappy copy out of bounds")
-        if offset >= length:
-            _memcpy(dst, o, dst, o - offset, length)
-        else:  # an overlapping copy repeats a pattern: byte by byte
+        if offset >= 8:
+            _move(dst, o, dst, o - offset, length)
+        else:  # a short pattern repeated: byte by byte
             for j in range(length):
                 dst[o + j] = dst[o - offset + j]
         o += length
