@@ -5,9 +5,9 @@
 
 Why not pyarrow here: a GISLR file is one small sequence (tens of thousands of rows) and the ingest needs only
 87 of every 543 coordinate rows. pyarrow decodes every row of each column it reads into Arrow arrays and builds
-a Table; at this size that work and its fixed per-file costs dominate. This reader maps the file, parses the footer
-and page headers itself and unpacks dictionary indices only at the wanted rows, all in nogil Numba code, so
-reader threads run in parallel.
+a Table; at this size that work and its fixed per-file costs dominate. This reader reads the footer and the
+wanted column chunks into per-thread buffers, parses the page headers itself and unpacks dictionary indices only
+at the wanted rows, all in nogil Numba code, so reader threads run in parallel.
 
 Handled (what pyarrow and pandas write by default, and the common variants): flat schemas of REQUIRED or OPTIONAL
 columns, several row groups and pages, data pages v1 and v2, PLAIN and dictionary encodings, INT32/INT64/FLOAT/
@@ -87,9 +87,9 @@ class ParquetFile:
         except Unsupported:
             self.close()
             raise
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, MemoryError) as e:
             self.close()
-            raise Unsupported(str(e)) from e
+            raise Unsupported(str(e) or type(e).__name__) from e
 
     def _read(self, buffer: str, offset: int, size: int) -> np.ndarray:
         """`size` bytes of the file at `offset` into this thread's buffer `buffer`."""
@@ -127,12 +127,13 @@ class ParquetFile:
         if dense:
             rows = _NO_ROWS
         else:
-            rows = np.ascontiguousarray(rows, np.int64)
-            if rows.size and (rows[0] < 0 or rows[-1] >= self.num_rows):  # the decoder checks the order
-                raise ValueError(f"rows must be sorted and within 0..{self.num_rows - 1}")
+            rows = np.ascontiguousarray(rows, np.int64)  # the decoder checks order and range
         size = self.num_rows if dense else rows.size
         if out is None:
-            out = np.empty(size, dtype)
+            try:
+                out = np.empty(size, dtype)
+            except MemoryError as e:  # a row count from a corrupt footer
+                raise Unsupported(f"{name}: {size} rows: {e}") from e
         if out.dtype not in _DTYPES or out.shape != (size,) or not out.flags.c_contiguous:
             raise ValueError(f"out: a contiguous ({size},) array of {[str(d) for d in _DTYPES]}, got {out.dtype} "
                              f"{out.shape}")
@@ -144,6 +145,8 @@ class ParquetFile:
         except ValueError as e:
             if "rows not sorted" in str(e):
                 raise ValueError(f"rows must be sorted and within 0..{self.num_rows - 1}") from None
+            raise Unsupported(f"{name}: {e}") from e
+        except MemoryError as e:  # sizes from a corrupt footer
             raise Unsupported(f"{name}: {e}") from e
         return out
 

@@ -205,6 +205,9 @@ def _value_i(buf, offset, ptype):
 @numba.njit(nogil=True, cache=True)
 def _dictionary(payload, count, ptype, floats, names, name_ends, out):
     """A dictionary page's values as out's dtype; BYTE_ARRAY strings as their index in `names` (or -1)."""
+    size = 4 if ptype == INT32 or ptype == FLOAT or ptype == BYTE_ARRAY else 8  # a string takes >= 4 bytes
+    if count < 0 or count > payload.size // size:
+        raise ValueError("parquet: dictionary larger than its page")
     values = np.empty(count, out.dtype)
     if ptype == BYTE_ARRAY:
         p = 0
@@ -230,9 +233,6 @@ def _dictionary(payload, count, ptype, floats, names, name_ends, out):
                 start = name_ends[c]
             p += length
         return values
-    size = 4 if ptype == INT32 or ptype == FLOAT else 8
-    if count * size > payload.size:
-        raise ValueError("parquet: truncated dictionary")
     if out.itemsize == 8 and ((floats and ptype == DOUBLE) or (not floats and ptype == INT64)):
         return payload[:count * size].view(out.dtype)  # the payload is 8-byte aligned: no conversion copy
     for k in range(count):
@@ -349,7 +349,7 @@ def _values(payload, start, count, encoding, ptype, floats, dictionary, dense, p
             _hybrid(payload, start + 1, payload.size, width, dense, pos, base, m, dictionary, out)
     elif encoding == _PLAIN and ptype != BYTE_ARRAY:
         size = 4 if ptype == INT32 or ptype == FLOAT else 8
-        if start + count * size > payload.size:
+        if start < 0 or start > payload.size or count > (payload.size - start) // size:  # no overflowing product
             raise ValueError("parquet: truncated plain values")
         for j in range(m):
             q = j if dense else pos[j] - base
@@ -365,6 +365,54 @@ def _values(payload, start, count, encoding, ptype, floats, dictionary, dense, p
                     raise ValueError("parquet: integer too large for the output dtype")
     else:
         raise ValueError("parquet: unsupported encoding")
+
+
+@numba.njit(nogil=True, cache=True)
+def _nonnull_positions(b, p, end, count, dense, rows, lo, row0, m, pos, isnull):
+    """Walk a page's width-1 definition levels b[p:end] once: for each wanted row j (positions as in _hybrid),
+    isnull[j] and pos[j] = the non-null values before it (its value's position); returns the page's non-nulls.
+    Memory stays O(wanted rows) whatever the page claims to hold."""
+    j = 0
+    run_start = 0
+    before = 0  # non-null values before run_start
+    while run_start < count:
+        h, p = varint(b, p, end)
+        if h & 1:  # bit-packed: one byte per 8 levels
+            n = (h >> 1) * 8
+            if p + (h >> 1) > end:
+                raise ValueError("parquet: truncated definition levels")
+            scanned = ones = 0
+            while j < m:
+                q = (j if dense else rows[lo + j] - row0) - run_start
+                if q >= n:
+                    break
+                while scanned < q:
+                    ones += (b[p + (scanned >> 3)] >> (scanned & 7)) & 1
+                    scanned += 1
+                isnull[j] = (b[p + (q >> 3)] >> (q & 7)) & 1 == 0
+                pos[j] = before + ones
+                j += 1
+            for i in range(scanned, min(n, count - run_start)):
+                ones += (b[p + (i >> 3)] >> (i & 7)) & 1
+            before += ones
+            p += h >> 1
+        else:  # a run of one level
+            n = h >> 1
+            if n == 0 or p >= end or b[p] > 1:
+                raise ValueError("parquet: bad definition levels")
+            level = b[p]
+            p += 1
+            while j < m:
+                q = (j if dense else rows[lo + j] - row0) - run_start
+                if q >= n:
+                    break
+                isnull[j] = level == 0
+                pos[j] = before + q if level else before
+                j += 1
+            if level:
+                before += min(n, count - run_start)
+        run_start += n
+    return before
 
 
 @numba.njit(nogil=True, cache=True)
@@ -387,10 +435,16 @@ def read_column(b, base, chunks, col, max_def, dense, rows, out, floats, names, 
     """
     h = np.zeros(H_FIELDS, np.int64)
     total = out.size
+    if not dense:
+        file_rows = 0
+        for rg in range(chunks.shape[0]):
+            file_rows += chunks[rg, col, C_RG_ROWS]
+        for i in range(rows.size):
+            if rows[i] < 0 or rows[i] >= file_rows or (i and rows[i] < rows[i - 1]):
+                raise ValueError("parquet: rows not sorted or out of range")
     k = 0  # next wanted output
     row0 = 0  # first row of the current page
     expected_rows = 0
-    no_index = np.empty(0, np.int64)
     for rg in range(chunks.shape[0]):
         meta = chunks[rg, col]
         ptype, codec = meta[C_TYPE], meta[C_CODEC]
@@ -412,6 +466,8 @@ def read_column(b, base, chunks, col, max_def, dense, rows, out, floats, names, 
             p = data + h[H_CSIZE]
             if h[H_CSIZE] < 0 or p > chunk_end or count < 0:
                 raise ValueError("parquet: page outside its column chunk")
+            if page_type != _DICTIONARY_PAGE and count > meta[C_NUM_VALUES] - seen:
+                raise ValueError("parquet: page holds more values than its column chunk")
             if page_type == _DICTIONARY_PAGE:
                 payload, free = _payload(b, data, h[H_CSIZE], h[H_USIZE], codec, scratch, 0)
                 dictionary = _dictionary(payload, count, ptype, floats, names, name_ends, out)
@@ -427,6 +483,8 @@ def read_column(b, base, chunks, col, max_def, dense, rows, out, floats, names, 
                         raise ValueError("parquet: unsupported definition levels")
                     levels_buf = payload
                     levels_start, levels_end = 4, 4 + np.int64(_load_i32(payload, 0))
+                    if levels_end < 4 or levels_end > payload.size:
+                        raise ValueError("parquet: bad definition levels length")
                     start = levels_end
             else:
                 def_bytes = h[H_V2_DEF_BYTES]
@@ -447,24 +505,17 @@ def read_column(b, base, chunks, col, max_def, dense, rows, out, floats, names, 
                     raise ValueError("parquet: more rows than the footer says")
             else:
                 while k < total and rows[k] < row0 + count:
-                    if k and rows[k] < rows[k - 1]:
-                        raise ValueError("parquet: rows not sorted")
                     k += 1
             m = k - lo
             if max_def and not _no_nulls(levels_buf, levels_start, levels_end, count):
-                levels = np.empty(count, np.uint8)
-                _hybrid(levels_buf, levels_start, levels_end, 1, True, no_index, 0, count, np.arange(2), levels)
-                before = np.empty(count, np.int64)  # non-null values before each row: its value position
-                nvalues = 0
-                for i in range(count):
-                    before[i] = nvalues
-                    nvalues += levels[i]
-                pos, dst = np.empty(m, np.int64), np.empty(m, np.int64)
+                pos, isnull = np.empty(m, np.int64), np.empty(m, np.bool_)
+                nvalues = _nonnull_positions(levels_buf, levels_start, levels_end, count, dense, rows, lo, row0, m,
+                                             pos, isnull)
+                dst = np.empty(m, np.int64)
                 kept = 0
                 for j in range(m):
-                    q = j if dense else rows[lo + j] - row0
-                    if levels[q]:
-                        pos[kept], dst[kept] = before[q], lo + j
+                    if not isnull[j]:
+                        pos[kept], dst[kept] = pos[j], lo + j
                         kept += 1
                     elif floats:
                         out[lo + j] = np.nan

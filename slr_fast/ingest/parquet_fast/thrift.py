@@ -204,6 +204,8 @@ def parse_footer(b):
             break
         if fid == 2 and t == 9:
             size, elem, p = _list_header(b, p, end)
+            if size > (end - p) // 2:  # an element takes >= 2 bytes: a larger count is corrupt, not allocated
+                raise ValueError("parquet: schema longer than the footer")
             schema = np.full((size, 5), -1, np.int64)
             for s in range(size):
                 sid = 0
@@ -235,6 +237,8 @@ def parse_footer(b):
             for s in range(1, schema.shape[0]):
                 leaves += schema[s, 2] <= 0
             size, elem, p = _list_header(b, p, end)
+            if size > (end - p) // 2:
+                raise ValueError("parquet: more row groups than the footer holds")
             chunks = np.full((size, leaves, C_FIELDS), -1, np.int64)
             for rg in range(size):
                 p = _row_group(b, p, end, chunks, rg)
@@ -293,7 +297,9 @@ def chunk_extents(chunks, file_size):
         for c in range(chunks.shape[1]):
             m = chunks[rg, c]
             start = m[C_DICT_OFFSET] if 0 < m[C_DICT_OFFSET] < m[C_DATA_OFFSET] else m[C_DATA_OFFSET]
-            if start < 4 or m[C_SIZE] < 0 or start + m[C_SIZE] > file_size or m[C_USIZE] < 0:
+            # Snappy expands at most ~32x (a 64-byte copy takes 2 bytes): a larger claim is corrupt, not allocated.
+            if (start < 4 or m[C_SIZE] < 0 or start + m[C_SIZE] > file_size or m[C_USIZE] < 0
+                    or m[C_USIZE] > 32 * m[C_SIZE] + 65536):
                 raise ValueError("parquet: column chunk metadata out of range")
             out[c, 0] = min(out[c, 0], start)
             out[c, 1] = max(out[c, 1], start + m[C_SIZE])
