@@ -34,7 +34,17 @@ from slr_fast.ingest.common import (
     write_entries,
 )
 from slr_fast.ingest.gislr_format import CSV_COLUMNS, GISLR_TYPES, ROW_LANDMARK_INDEX, ROW_TYPE_CODE
-from slr_fast.ingest.parquet_fast import BYTE_ARRAY, DOUBLE, FLOAT, INT32, INT64, ParquetFile, Unsupported
+from slr_fast.ingest.parquet_fast import (
+    BYTE_ARRAY,
+    DOUBLE,
+    FLOAT,
+    INT32,
+    INT64,
+    ParquetFile,
+    Unsupported,
+    read_column,
+    scratch,
+)
 from slr_fast.layout import DEFAULT_LAYOUT, GISLR_ROWS_PER_FRAME, Layout
 
 # Source split names accepted in an optional `split` column of train.csv (codes as in the store).
@@ -75,13 +85,15 @@ def _check_and_place(frame, type_code, landmark, expected_type, expected_landmar
                 for r in range(543):
                     if type_code[base + r] != expected_type[r] or landmark[base + r] != expected_landmark[r]:
                         return 2, base + r
+    flat = out.reshape(t * p * c)  # (T*P*C,): one index computation per value
     seen = False
-    for f in range(t):
-        for j in range(p):
-            for k in range(c):
-                v = values[k, f * p + j]
-                out[f, order[j], k] = v
-                seen |= v == v
+    for k in range(c):
+        src = values[k]
+        for f in range(t):
+            for j in range(p):
+                flat[(f * p + order[j]) * c + k] = src[f * p + j]
+        for i in range(src.size):  # a separate pass vectorizes; in the loop above it would not
+            seen |= src[i] == src[i]
     return (0, 0) if seen else (3, 0)
 
 
@@ -110,6 +122,25 @@ def _int_buffers(n: int) -> list[np.ndarray]:
     return [b[:n] for b in bufs]
 
 
+@numba.njit(nogil=True, cache=True)
+def _decode(buf, bases, chunks, leaves, max_defs, verify, wanted, frame, type_code, landmark, values, names, ends,
+            scratch):
+    """Every column a GISLR file needs, decoded in one call (one GIL release per file, not one per column).
+    Column order in bases/leaves/max_defs: frame, type, landmark_index, then the layout's channels."""
+    every = wanted[:0]
+    read_column(buf, bases[0], chunks, leaves[0], max_defs[0], True, every, frame, False, names, ends, scratch)
+    if verify:
+        read_column(buf, bases[1], chunks, leaves[1], max_defs[1], True, every, type_code, False, names, ends, scratch)
+        read_column(buf, bases[2], chunks, leaves[2], max_defs[2], True, every, landmark, False, names, ends, scratch)
+    for k in range(values.shape[0]):
+        read_column(buf, bases[3 + k], chunks, leaves[3 + k], max_defs[3 + k], False, wanted, values[k], True, names,
+                    ends, scratch)
+
+
+_TYPE_NAMES = (np.frombuffer("".join(GISLR_TYPES).encode(), np.uint8),
+               np.cumsum([len(t) for t in GISLR_TYPES], dtype=np.int64))  # read_column's form of GISLR_TYPES
+
+
 def _columns_fast(path: str | os.PathLike, layout: Layout, verify: bool, why: list[str] | None = None):
     """(frame, type codes, landmark, coords (C, T*P) at the sorted layout rows, order) via the compiled reader, or
     None when the file is anything but a clean, supported one (the reason appended to `why`): then the pyarrow path
@@ -117,25 +148,32 @@ def _columns_fast(path: str | os.PathLike, layout: Layout, verify: bool, why: li
     coords = layout.channels
     try:
         with ParquetFile(path) as pf:
-            types = {c: pf.physical_type(c) for c in ("frame", "type", "landmark_index", *coords) if c in pf.columns}
+            names = ("frame", "type", "landmark_index", *coords)
+            columns = [pf.columns.get(c) for c in names]  # (leaf, physical type, max definition level) or None
             ints, floats = (INT32, INT64), (INT32, INT64, FLOAT, DOUBLE)
-            if (types.get("frame") not in ints or any(types.get(c) not in floats for c in coords)
-                    or verify and (types.get("type") != BYTE_ARRAY or types.get("landmark_index") not in ints)):
-                raise Unsupported(f"columns or physical types not as GISLR's: {types}")
+            if (not columns[0] or columns[0][1] not in ints or any(not c or c[1] not in floats for c in columns[3:])
+                    or verify and (not columns[1] or columns[1][1] != BYTE_ARRAY or not columns[2]
+                                   or columns[2][1] not in ints)):
+                raise Unsupported(f"columns or physical types not as GISLR's: {dict(zip(names, columns, strict=True))}")
             n = pf.num_rows
             if n <= 0 or n % GISLR_ROWS_PER_FRAME:
                 raise Unsupported(f"{n} rows")
+            needed = [i for i in range(len(names)) if verify or i not in (1, 2)]
+            buf, got, usize = pf.read_chunks([names[i] for i in needed])
+            bases, leaves, max_defs = np.zeros(len(names), np.int64), np.zeros(len(names), np.int64), \
+                np.zeros(len(names), np.int64)
+            for i, base in zip(needed, got, strict=True):
+                bases[i], leaves[i], max_defs[i] = base, columns[i][0], columns[i][2]
             frame, type_code, landmark = _int_buffers(n)
-            pf.column("frame", None, out=frame)
-            if verify:
-                pf.column("type", None, strings=GISLR_TYPES, out=type_code)
-                if type_code.min() < 0:
-                    raise Unsupported("an unknown `type` value")  # the pyarrow path names it
-                pf.column("landmark_index", None, out=landmark)
             wanted, order = _file_rows(n // GISLR_ROWS_PER_FRAME, layout)
             values = np.empty((len(coords), wanted.size))
-            for i, c in enumerate(coords):
-                pf.column(c, wanted, np.float64, out=values[i])
+            try:
+                _decode(buf, bases, pf.chunks, leaves, max_defs, verify, wanted, frame, type_code, landmark, values,
+                        *_TYPE_NAMES, scratch(usize + 64))
+            except ValueError as e:
+                raise Unsupported(str(e)) from e
+            if verify and type_code.min() < 0:
+                raise Unsupported("an unknown `type` value")  # the pyarrow path names it
     except (Unsupported, OSError, MemoryError) as e:  # MemoryError: a row count from a corrupt footer
         if why is not None:
             why.append(str(e) or type(e).__name__)

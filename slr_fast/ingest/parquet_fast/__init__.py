@@ -27,13 +27,10 @@ import threading
 import numpy as np
 
 from slr_fast.ingest.parquet_fast.pages import BYTE_ARRAY, DOUBLE, FLOAT, INT32, INT64, read_column
-from slr_fast.ingest.parquet_fast.thrift import (
-    chunk_extents,
-    footer_length,
-    parse_footer,
-)
+from slr_fast.ingest.parquet_fast.thrift import read_footer
 
-__all__ = ["BYTE_ARRAY", "DOUBLE", "FLOAT", "INT32", "INT64", "ParquetFile", "Unsupported"]
+__all__ = ["BYTE_ARRAY", "DOUBLE", "FLOAT", "INT32", "INT64", "ParquetFile", "Unsupported", "read_column",
+           "scratch"]
 
 
 class Unsupported(Exception):
@@ -44,7 +41,13 @@ _local = threading.local()
 _NO_ROWS = np.empty(0, np.int64)
 # Output dtypes: narrow integers keep verification columns small (a value that does not fit is an error).
 _DTYPES = tuple(np.dtype(t) for t in (np.float64, np.float32, np.int64, np.int32, np.int16, np.int8))
+_GAP = 1 << 16  # read_chunks reads two chunks this close together in one read
 _TAIL = 1 << 13  # the first read of a file: its last 8 KiB, which hold the footer of a GISLR file (~1.5 KiB)
+
+
+def scratch(size: int) -> np.ndarray:
+    """This thread's page buffer for `read_column`, at least `size` bytes."""
+    return _buffer("pages", size)
 
 
 def _buffer(name: str, size: int) -> np.ndarray:
@@ -73,17 +76,19 @@ class ParquetFile:
         self._fd = os.open(path, os.O_RDONLY)
         try:
             self.size = os.fstat(self._fd).st_size
-            if self.size < 12 or os.pread(self._fd, 4, 0) != b"PAR1":
-                raise Unsupported("parquet: not a parquet file (magic bytes)")
+            if self.size < 12:
+                raise Unsupported("parquet: not a parquet file (too short)")
             tail = self._read("tail", self.size - min(self.size, _TAIL), min(self.size, _TAIL))
-            need = int(footer_length(tail)) + 8
+            if tail[-4:].tobytes() not in (b"PAR1", b"PARE"):
+                raise Unsupported("parquet: not a parquet file (magic bytes)")
+            need = int.from_bytes(tail[-8:-4].tobytes(), "little") + 8
             if need > tail.size:  # a large footer: read exactly it
                 if need > self.size - 4:
                     raise Unsupported("parquet: bad footer length")
                 tail = self._read("tail", self.size - need, need)
-            schema, self._chunks, self.num_rows = parse_footer(tail)
+            schema, self.chunks, self.num_rows, extent = read_footer(tail, self.size)
             self.columns = self._flat_columns(schema, tail)
-            self._extent = chunk_extents(self._chunks, self.size).tolist()  # per leaf: [lo, hi, max usize]
+            self._extent = extent.tolist()  # per leaf: [first byte, end byte, largest uncompressed size]
         except Unsupported:
             self.close()
             raise
@@ -98,10 +103,33 @@ class ParquetFile:
             raise Unsupported(f"parquet: file shorter than its metadata says ({self.size} bytes)")
         return buf
 
+    def read_chunks(self, names: list[str]) -> tuple[np.ndarray, list[int], int]:
+        """The chunks of several columns in one buffer, for `read_column` in a caller's compiled code:
+        -> (bytes, per column the file offset of bytes[0] as seen by that column (read_column's `base`),
+        the largest uncompressed chunk size). Chunks less than 64 KiB apart are read together (fewer reads)."""
+        spans = sorted((*self._extent[self.columns[n][0]][:2], i) for i, n in enumerate(names))
+        groups: list[list] = []  # [first byte, end byte, member columns]
+        for lo, hi, i in spans:
+            if groups and lo - groups[-1][1] <= _GAP:
+                groups[-1][1] = max(groups[-1][1], hi)
+                groups[-1][2].append(i)
+            else:
+                groups.append([lo, hi, [i]])
+        buf = _buffer("chunk", sum(hi - lo for lo, hi, _ in groups))  # sized once: growing would drop reads
+        bases = [0] * len(names)
+        at = 0
+        for lo, hi, members in groups:
+            if os.preadv(self._fd, [buf[at:at + hi - lo]], lo) != hi - lo:
+                raise Unsupported(f"parquet: file shorter than its metadata says ({self.size} bytes)")
+            for i in members:
+                bases[i] = lo - at
+            at += hi - lo
+        return buf[:at], bases, max(self._extent[self.columns[n][0]][2] for n in names)
+
     def _flat_columns(self, schema: np.ndarray, tail: np.ndarray) -> dict[str, tuple[int, int, int]]:
         """name -> (leaf index, physical type, max definition level) for a flat schema; else Unsupported."""
         elements = schema.tolist()
-        if len(elements) < 2 or elements[0][2] != len(elements) - 1 or self._chunks.shape[1] != len(elements) - 1:
+        if len(elements) < 2 or elements[0][2] != len(elements) - 1 or self.chunks.shape[1] != len(elements) - 1:
             raise Unsupported("parquet: nested or empty schema, or row groups that do not match it")
         columns = {}
         for leaf, (ptype, repetition, children, start, length) in enumerate(elements[1:]):
@@ -140,7 +168,7 @@ class ParquetFile:
         lo, hi, usize = self._extent[leaf]
         names, ends = _encoded(strings)
         try:
-            read_column(self._read("chunk", lo, hi - lo), lo, self._chunks, leaf, max_def, dense, rows, out,
+            read_column(self._read("chunk", lo, hi - lo), lo, self.chunks, leaf, max_def, dense, rows, out,
                         out.dtype.kind == "f", names, ends, _buffer("pages", usize + 64))
         except ValueError as e:
             if "rows not sorted" in str(e):

@@ -267,6 +267,11 @@ def _hybrid(b, p, end, width, dense, pos, base, m, lut, out):
     if last < 0:
         raise ValueError("parquet: empty dictionary")
     bad = False
+    padded = lut[:0]
+    if dense and width <= 12:  # a small table padded to 2**width entries (the pad is never returned: `bad` raises)
+        padded = np.empty(mask + 1, lut.dtype)
+        padded[:lut.size] = lut[:min(lut.size, mask + 1)]
+        padded[lut.size:] = lut[0]
     j = 0
     run_start = 0
     while j < m:
@@ -285,11 +290,18 @@ def _hybrid(b, p, end, width, dense, pos, base, m, lut, out):
             safe = run_start + ((end - p - 8) * 8 + 7) // width if end - p >= 8 else run_start - 1
             if dense:
                 fast = min(stop, safe + 1)
-                for jj in range(j, fast):
-                    bit = (jj - run_start) * width
-                    v = (_load_i64(b, p + (bit >> 3)) >> (bit & 7)) & mask
-                    bad |= v > last
-                    out[jj] = lut[min(v, last)]
+                if padded.size > mask:  # every `width`-bit number indexes it: no clamp in the hot loop
+                    for jj in range(j, fast):
+                        bit = (jj - run_start) * width
+                        v = (_load_i64(b, p + (bit >> 3)) >> (bit & 7)) & mask
+                        bad |= v > last
+                        out[jj] = padded[v]
+                else:
+                    for jj in range(j, fast):
+                        bit = (jj - run_start) * width
+                        v = (_load_i64(b, p + (bit >> 3)) >> (bit & 7)) & mask
+                        bad |= v > last
+                        out[jj] = lut[min(v, last)]
                 for jj in range(max(j, fast), stop):
                     bit = (jj - run_start) * width
                     v = _unpack_tail(b, p + (bit >> 3), end, bit & 7, mask)
