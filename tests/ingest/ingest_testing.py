@@ -65,3 +65,13 @@ def write_pose(path: Path, data: np.ndarray, *, components: list[tuple[str, list
     Pose(header, body).write(buf)
     path.write_bytes(buf.getvalue())
     return path
+
+
+def varint(v: int) -> bytes:
+    """v as a thrift/Parquet unsigned LEB128 varint (for tests that write corrupt counts into a file)."""
+    out = bytearray()
+    while True:
+        byte, v = v & 0x7F, v >> 7
+        out.append(byte | (0x80 if v else 0))
+        if not v:
+            return bytes(out)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from ingest_testing import varint
 
 from slr_fast.ingest import IngestError, read_gislr_file, synthetic_gislr_frames, write_gislr_file
 from slr_fast.ingest import gislr as gislr_module
@@ -270,21 +271,12 @@ def test_unknown_engine_lists_valid_engines(tmp_path, engine):
         read_gislr_file(path, engine=engine)
 
 
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, v = v & 0x7F, v >> 7
-        out.append(byte | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
-
-
 def _huge_schema_count(data: bytes) -> bytes:
     """The file with its footer's schema list claiming 2**50 elements (a corrupt footer)."""
     length = int.from_bytes(data[-8:-4], "little")
     footer = data[-8 - length:-8]
     assert footer[:3] == b"\x15\x04\x19" and footer[3] == 0x8C  # version 2, then the list of 8 schema elements
-    footer = footer[:3] + b"\xfc" + _varint(1 << 50) + footer[4:]
+    footer = footer[:3] + b"\xfc" + varint(1 << 50) + footer[4:]
     return data[:-8 - length] + footer + len(footer).to_bytes(4, "little") + b"PAR1"
 
 

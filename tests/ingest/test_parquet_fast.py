@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from ingest_testing import varint
 
 from slr_fast.ingest.parquet_fast import BYTE_ARRAY, DOUBLE, FLOAT, INT32, INT64, ParquetFile, Unsupported
 
@@ -424,15 +425,6 @@ def test_fuzz_corrupt_files_never_crash(tmp_path):
 # Corrupt counts written into a page header or the footer: the rewrite keeps every page where it was (the page loses
 # as many payload bytes as its header gains), so the reader reaches the bad number.
 
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, v = v & 0x7F, v >> 7
-        out.append(byte | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
-
-
 def _read_varint(b: bytes, p: int) -> tuple[int, int]:
     v = shift = 0
     while True:
@@ -496,7 +488,7 @@ def _set_page_count(data: bytes, header_at: int, count: int) -> bytes:
     spans = [(top[2][1], top[2][2]), (top[3][1], top[3][2]), (inner[1][1], inner[1][2])]
     delta = 0
     for _ in range(3):  # the sizes shrink by delta, which can change their own varint lengths
-        values = [_varint(2 * (sizes[2] - delta)), _varint(2 * (sizes[3] - delta)), _varint(2 * count)]
+        values = [varint(2 * (sizes[2] - delta)), varint(2 * (sizes[3] - delta)), varint(2 * count)]
         delta = sum(len(v) - (e - s) for v, (s, e) in zip(values, spans, strict=True))
     out, at = bytearray(), header_at
     for v, (s, e) in zip(values, spans, strict=True):
@@ -517,7 +509,7 @@ def _set_footer(data: bytes, edit) -> bytes:
 def _set_num_rows(footer: bytes, num_rows: int) -> bytes:
     fields, _ = _fields(footer, 0)
     _, start, end = fields[3]  # FileMetaData.num_rows (i64)
-    return footer[:start] + _varint(2 * num_rows) + footer[end:]
+    return footer[:start] + varint(2 * num_rows) + footer[end:]
 
 
 def _nullable_ints(path, n: int = 600) -> bytes:
@@ -566,7 +558,7 @@ def test_huge_counts_are_unsupported(tmp_path, case):
         def edit(footer):
             _, start, _ = _fields(footer, 0)[0][fid]
             assert footer[start] & 0x0F == 12 and footer[start] >> 4 < 15  # short list header: size in the byte
-            return footer[:start] + b"\xfc" + _varint(huge) + footer[start + 1:]
+            return footer[:start] + b"\xfc" + varint(huge) + footer[start + 1:]
 
         data = _set_footer(data, edit)
     path = tmp_path / "huge.parquet"

@@ -12,6 +12,12 @@ import numpy as np
 # Column-chunk fields kept from the footer, per (row group, leaf column).
 C_TYPE, C_CODEC, C_NUM_VALUES, C_DATA_OFFSET, C_DICT_OFFSET, C_SIZE, C_RG_ROWS, C_USIZE = range(8)
 C_FIELDS = 8
+# ColumnMetaData field id -> C_* slot (-1: skipped): type 1, codec 4, num_values 5, total_uncompressed_size 6,
+# total_compressed_size 7, data_page_offset 9, dictionary_page_offset 11.
+_COLUMN_META_SLOTS = np.full(12, -1, np.int64)
+for _fid, _slot in ((1, C_TYPE), (4, C_CODEC), (5, C_NUM_VALUES), (6, C_USIZE), (7, C_SIZE), (9, C_DATA_OFFSET),
+                    (11, C_DICT_OFFSET)):
+    _COLUMN_META_SLOTS[_fid] = _slot
 # Page-header fields (see page_header).
 H_TYPE, H_USIZE, H_CSIZE, H_COUNT, H_ENCODING, H_V2_DEF_BYTES, H_V2_REP_BYTES, H_V2_COMPRESSED, H_V1_DEF_ENCODING = \
     range(9)
@@ -115,26 +121,15 @@ def _skip(b, p, end, kind):
 
 @numba.njit(nogil=True, cache=True)
 def _column_meta(b, p, end, out):
-    """ColumnMetaData struct -> out[C_TYPE..C_USIZE]."""
+    """ColumnMetaData struct -> out[C_TYPE..C_USIZE] (the integer fields _COLUMN_META_SLOTS maps)."""
     fid = 0
     while True:
         fid, t, p = _field(b, p, end, fid)
         if t == 0:
             return p
-        if fid == 1 and t == 5:
-            out[C_TYPE], p = _zigzag(b, p, end)
-        elif fid == 4 and t == 5:
-            out[C_CODEC], p = _zigzag(b, p, end)
-        elif fid == 5 and t == 6:
-            out[C_NUM_VALUES], p = _zigzag(b, p, end)
-        elif fid == 6 and t == 6:
-            out[C_USIZE], p = _zigzag(b, p, end)
-        elif fid == 7 and t == 6:
-            out[C_SIZE], p = _zigzag(b, p, end)
-        elif fid == 9 and t == 6:
-            out[C_DATA_OFFSET], p = _zigzag(b, p, end)
-        elif fid == 11 and t == 6:
-            out[C_DICT_OFFSET], p = _zigzag(b, p, end)
+        slot = _COLUMN_META_SLOTS[fid] if 0 <= fid < _COLUMN_META_SLOTS.size else -1
+        if slot >= 0 and (t == 5 or t == 6):  # i32 or i64
+            out[slot], p = _zigzag(b, p, end)
         else:
             p = _skip(b, p, end, t)
 
