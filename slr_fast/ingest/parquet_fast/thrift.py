@@ -135,6 +135,26 @@ def _column_meta(b, p, end, out):
 
 
 @numba.njit(nogil=True, cache=True)
+def _schema_element(b, p, end, out):
+    """SchemaElement struct -> out = [type, repetition, num_children, name start, name length] (-1: absent)."""
+    fid = 0
+    while True:
+        fid, t, p = _field(b, p, end, fid)
+        if t == 0:
+            return p
+        if fid == 4 and t == 8:  # name: kept as a span of b, decoded by the caller
+            length, p = varint(b, p, end)
+            if p + length > end:
+                raise ValueError("parquet: truncated name")
+            out[3], out[4] = p, length
+            p += length
+        elif (fid == 1 or fid == 3 or fid == 5) and t == 5:
+            out[0 if fid == 1 else 1 if fid == 3 else 2], p = _zigzag(b, p, end)
+        else:
+            p = _skip(b, p, end, t)
+
+
+@numba.njit(nogil=True, cache=True)
 def _row_group(b, p, end, chunks, rg):
     """RowGroup struct -> chunks[rg] (one row per leaf column; row-group row count in every row)."""
     fid = 0
@@ -203,26 +223,7 @@ def parse_footer(b):
                 raise ValueError("parquet: schema longer than the footer")
             schema = np.full((size, 5), -1, np.int64)
             for s in range(size):
-                sid = 0
-                while True:
-                    sid, st, p = _field(b, p, end, sid)
-                    if st == 0:
-                        break
-                    if sid == 1 and st == 5:
-                        schema[s, 0], p = _zigzag(b, p, end)
-                    elif sid == 3 and st == 5:
-                        schema[s, 1], p = _zigzag(b, p, end)
-                    elif sid == 4 and st == 8:
-                        length, p = varint(b, p, end)
-                        if p + length > end:
-                            raise ValueError("parquet: truncated name")
-                        schema[s, 3] = p
-                        schema[s, 4] = length
-                        p += length
-                    elif sid == 5 and st == 5:
-                        schema[s, 2], p = _zigzag(b, p, end)
-                    else:
-                        p = _skip(b, p, end, st)
+                p = _schema_element(b, p, end, schema[s])
         elif fid == 3 and t == 6:
             num_rows, p = _zigzag(b, p, end)
         elif fid == 4 and t == 9:
