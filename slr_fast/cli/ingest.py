@@ -87,7 +87,7 @@ def register(subparsers) -> None:
     g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N csv rows")
     g.add_argument("--no-verify", action="store_true",
                    help="trust the 543-row order instead of checking every row's type/landmark_index "
-                        "(~35%% less CPU per file)")
+                        "(~30%% less CPU per file)")
     g.add_argument("--engine", choices=("auto", "pyarrow"), default="auto",  # slr_fast.ingest.gislr.ENGINES
                    help="parquet reader: auto = the compiled reader, with pyarrow for files it does not handle "
                         "(default); pyarrow = pyarrow for every file")
