@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import functools
 import os
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,8 +41,10 @@ from slr_fast.ingest.parquet_fast import (
     INT64,
     ParquetFile,
     Unsupported,
+    encode_strings,
     read_column,
     scratch,
+    thread_buffer,
 )
 from slr_fast.layout import DEFAULT_LAYOUT, GISLR_ROWS_PER_FRAME, Layout
 
@@ -109,17 +110,12 @@ def _file_rows(num_frames: int, layout: Layout) -> tuple[np.ndarray, np.ndarray]
     return wanted, order
 
 
-_local = threading.local()
-
-
 def _int_buffers(n: int) -> list[np.ndarray]:
     """This thread's frame (int16, as in GISLR files), type (int8) and landmark (int16) arrays of n, reused from
     file to file: narrow types keep the verification's memory traffic small (measured: int32 throughout is ~10%
     slower). A frame number beyond int16 makes the fast reader decline the file; pyarrow then reads it."""
-    bufs = getattr(_local, "ints", None)
-    if bufs is None or bufs[0].size < n:
-        bufs = _local.ints = [np.empty(max(n, 1 << 16), t) for t in (np.int16, np.int8, np.int16)]
-    return [b[:n] for b in bufs]
+    return [thread_buffer(f"gislr_{name}", n, dtype)[:n]
+            for name, dtype in (("frame", np.int16), ("type", np.int8), ("landmark", np.int16))]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -135,10 +131,6 @@ def _decode(buf, bases, chunks, leaves, max_defs, verify, wanted, frame, type_co
     for k in range(values.shape[0]):
         read_column(buf, bases[3 + k], chunks, leaves[3 + k], max_defs[3 + k], False, wanted, values[k], True, names,
                     ends, scratch)
-
-
-_TYPE_NAMES = (np.frombuffer("".join(GISLR_TYPES).encode(), np.uint8),
-               np.cumsum([len(t) for t in GISLR_TYPES], dtype=np.int64))  # read_column's form of GISLR_TYPES
 
 
 def _columns_fast(path: str | os.PathLike, layout: Layout, verify: bool, why: list[str] | None = None):
@@ -169,7 +161,7 @@ def _columns_fast(path: str | os.PathLike, layout: Layout, verify: bool, why: li
             values = np.empty((len(coords), wanted.size))
             try:
                 _decode(buf, bases, pf.chunks, leaves, max_defs, verify, wanted, frame, type_code, landmark, values,
-                        *_TYPE_NAMES, scratch(usize + 64))
+                        *encode_strings(GISLR_TYPES), scratch(usize))
             except ValueError as e:
                 raise Unsupported(str(e)) from e
             if verify and type_code.min() < 0:

@@ -29,8 +29,8 @@ import numpy as np
 from slr_fast.ingest.parquet_fast.pages import BYTE_ARRAY, DOUBLE, FLOAT, INT32, INT64, read_column
 from slr_fast.ingest.parquet_fast.thrift import read_footer
 
-__all__ = ["BYTE_ARRAY", "DOUBLE", "FLOAT", "INT32", "INT64", "ParquetFile", "Unsupported", "read_column",
-           "scratch"]
+__all__ = ["BYTE_ARRAY", "DOUBLE", "FLOAT", "INT32", "INT64", "ParquetFile", "Unsupported", "encode_strings",
+           "read_column", "scratch", "thread_buffer"]
 
 
 class Unsupported(Exception):
@@ -45,23 +45,24 @@ _GAP = 1 << 16  # read_chunks reads two chunks this close together in one read
 _TAIL = 1 << 13  # the first read of a file: its last 8 KiB, which hold the footer of a GISLR file (~1.5 KiB)
 
 
-def scratch(size: int) -> np.ndarray:
-    """This thread's page buffer for `read_column`, at least `size` bytes."""
-    return _buffer("pages", size)
+def scratch(usize: int) -> np.ndarray:
+    """This thread's page buffer for `read_column`, for chunks of up to `usize` uncompressed bytes."""
+    return thread_buffer("pages", usize + 64)  # + the 8-byte alignment of each page
 
 
-def _buffer(name: str, size: int) -> np.ndarray:
-    """This thread's buffer `name`, grown to `size` bytes: reused from file to file, so its memory stays mapped
-    (fresh arrays of this size cost a page fault per 4 KiB on every file)."""
+def thread_buffer(name: str, size: int, dtype: type = np.uint8) -> np.ndarray:
+    """This thread's array `name` of at least `size` elements, grown when needed: reused from file to file, so its
+    memory stays mapped (fresh arrays of this size cost a page fault per 4 KiB on every file). Callers slice it;
+    one name holds one dtype."""
     buf = getattr(_local, name, None)
     if buf is None or buf.size < size:
-        buf = np.empty(max(size, 1 << 20), np.uint8)
+        buf = np.empty(max(size, 1 << 16), dtype)
         setattr(_local, name, buf)
     return buf
 
 
 @functools.lru_cache(maxsize=64)
-def _encoded(strings: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def encode_strings(strings: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Strings as one UTF-8 byte array and the offsets where each ends (the decoder's form)."""
     encoded = [s.encode() for s in strings]
     return np.frombuffer(b"".join(encoded) or b"\0", np.uint8), np.cumsum([len(e) for e in encoded], dtype=np.int64)
@@ -98,7 +99,7 @@ class ParquetFile:
 
     def _read(self, buffer: str, offset: int, size: int) -> np.ndarray:
         """`size` bytes of the file at `offset` into this thread's buffer `buffer`."""
-        buf = _buffer(buffer, size)[:size]
+        buf = thread_buffer(buffer, size)[:size]
         if os.preadv(self._fd, [buf], offset) != size:
             raise Unsupported(f"parquet: file shorter than its metadata says ({self.size} bytes)")
         return buf
@@ -115,7 +116,7 @@ class ParquetFile:
                 groups[-1][2].append(i)
             else:
                 groups.append([lo, hi, [i]])
-        buf = _buffer("chunk", sum(hi - lo for lo, hi, _ in groups))  # sized once: growing would drop reads
+        buf = thread_buffer("chunk", sum(hi - lo for lo, hi, _ in groups))  # sized once: growing would drop reads
         bases = [0] * len(names)
         at = 0
         for lo, hi, members in groups:
@@ -165,11 +166,11 @@ class ParquetFile:
         if out.dtype not in _DTYPES or out.shape != (size,) or not out.flags.c_contiguous:
             raise ValueError(f"out: a contiguous ({size},) array of {[str(d) for d in _DTYPES]}, got {out.dtype} "
                              f"{out.shape}")
-        lo, hi, usize = self._extent[leaf]
-        names, ends = _encoded(strings)
+        buf, (base,), usize = self.read_chunks([name])
+        names, ends = encode_strings(strings)
         try:
-            read_column(self._read("chunk", lo, hi - lo), lo, self.chunks, leaf, max_def, dense, rows, out,
-                        out.dtype.kind == "f", names, ends, _buffer("pages", usize + 64))
+            read_column(buf, base, self.chunks, leaf, max_def, dense, rows, out, out.dtype.kind == "f", names, ends,
+                        scratch(usize))
         except ValueError as e:
             if "rows not sorted" in str(e):
                 raise ValueError(f"rows must be sorted and within 0..{self.num_rows - 1}") from None

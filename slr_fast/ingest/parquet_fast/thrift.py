@@ -188,7 +188,7 @@ def _row_group(b, p, end, chunks, rg):
 
 
 @numba.njit(nogil=True, cache=True)
-def footer_length(b):
+def _footer_length(b):
     """The footer length from a file's last 8 bytes (b ends where the file ends); checks the magic bytes."""
     n = b.size
     if n < 8 or b[n - 4] != 80 or b[n - 3] != 65 or b[n - 2] != 82:
@@ -204,7 +204,7 @@ def parse_footer(b):
     (row groups, leaves, C_FIELDS); num_rows). `b` is the file's tail, holding at least the footer and the last
     8 bytes; name starts index into b."""
     n = b.size
-    flen = footer_length(b)
+    flen = _footer_length(b)
     p = n - 8 - flen
     end = n - 8
     if p < 0:
