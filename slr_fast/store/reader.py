@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slr_fast.layout import Layout
-from slr_fast.store.location import StorePath, describe, zarr_store
+from slr_fast.store.integrity import check_checksum, check_chunks, frames_chunk, recorded_checksums
+from slr_fast.store.location import StorePath, describe, is_url, zarr_store
+from slr_fast.store.publish import recover
 from slr_fast.store.schema import (
     ARRAYS,
     ATTRS_KEY,
+    FRAMES_CRC,
     SPLITS,
     StoreError,
     check_array_meta,
@@ -20,13 +25,60 @@ from slr_fast.store.schema import (
     split_code,
 )
 from slr_fast.store.split import ClassSubset, class_subset
+from slr_fast.store.zarrio import checked_store, missing_chunk_in, settle
+
+log = logging.getLogger("slr_fast.store")
 
 
-def _read(where: str, what: str, fn):
-    """Run a zarr read; a failure (missing or corrupt chunk, lost connection) names the store and what was read."""
+def problem(e: BaseException) -> str:
+    """What went wrong reading one chunk, in words: 'is missing', 'fails its crc32c check ...', ..."""
+    if missing_chunk_in(e) is not None:
+        return "is missing"
+    if isinstance(e, ValueError) and "checksum do not match" in str(e):  # zarr's Crc32cCodec
+        return "fails its crc32c check (its bytes changed after it was written: a flipped bit, a truncated file)"
+    return f"cannot be decoded ({type(e).__name__}: {e})"
+
+
+def _read(where: str, what: str, fn: Callable, locate: Callable[[], str | None] | None = None):
+    """Run a zarr read; a failure (missing or corrupt chunk, lost connection) is one StoreError naming the store and
+    the chunk (`locate` finds it by reading the chunks involved one at a time) or else what was read."""
     try:
         return fn()
     except (StoreError, IndexError):
+        raise
+    except BaseException as e:
+        settle()  # zarr's sibling tasks of the failed read: finished now, not destroyed noisily at exit
+        if not isinstance(e, Exception):  # KeyboardInterrupt
+            raise
+        culprit = locate() if locate is not None else None
+        if culprit:
+            raise StoreError(f"{where}: {culprit}") from e
+        missing = missing_chunk_in(e)
+        reason = f"chunk {missing.key} is missing" if missing else f"{type(e).__name__}: {e}"
+        raise StoreError(f"{where}: cannot read {what}: {reason}") from e
+
+
+def _locate(arr: Any, chunk_ids: Iterable[int], name: Callable[[int], str]) -> str | None:
+    """Read chunks (along the first axis) one at a time; describe the first that fails, or None if all read."""
+    c, n = int(arr.chunks[0]), int(arr.shape[0])
+    for k in chunk_ids:
+        try:
+            arr[k * c:min((k + 1) * c, n)]
+        except Exception as e:
+            settle()
+            return f"{name(k)} {problem(e)}"
+    return None
+
+
+def _locate_index(arr: Any, name: str) -> str | None:
+    return _locate(arr, range(arr.cdata_shape[0]), lambda k: f"{name!r} chunk {arr.metadata.encode_chunk_key((k,))}")
+
+
+def _zarr_meta(where: str, what: str, fn: Callable):
+    """Open a zarr node; damaged metadata (garbage, truncated or wrong-schema zarr.json) is one StoreError."""
+    try:
+        return fn()
+    except (StoreError, KeyError):  # KeyError: no such node, for the caller to word
         raise
     except Exception as e:
         raise StoreError(f"{where}: cannot read {what}: {type(e).__name__}: {e}") from e
@@ -41,7 +93,9 @@ class KeypointStore:
 
     def __init__(self, *, frames: Any, offsets: np.ndarray, labels: np.ndarray, signers: np.ndarray,
                  seq_ids: np.ndarray, splits: np.ndarray, layout: Layout, classes: list[str],
-                 provenance: dict[str, Any], attrs: dict[str, Any], where: str):
+                 provenance: dict[str, Any], attrs: dict[str, Any], where: str, group: Any = None,
+                 chunk_size: int | None = None, checksums: dict[str, int] | None = None,
+                 chunk_crcs: np.ndarray | None = None):
         for arr in (offsets, labels, signers, seq_ids, splits):
             arr.flags.writeable = False  # shared by every view of the store (load() shares them too)
         if isinstance(frames, np.ndarray):
@@ -49,6 +103,7 @@ class KeypointStore:
             # silently change the data for every later reader, so it fails instead.
             frames.flags.writeable = False
         self._frames = frames  # zarr.Array, or np.ndarray once loaded
+        self._group = group  # the zarr group (on disk), for verify's listing of chunks
         self.offsets = offsets
         self.labels = labels
         self.signers = signers
@@ -60,52 +115,87 @@ class KeypointStore:
         self.attrs = attrs
         self.where = where
         self.lengths = np.diff(offsets)
+        # Frames per stored chunk, the unit of the frames checksums (kept after load()).
+        self.chunk_size = int(chunk_size if chunk_size is not None else frames.chunks[0])
+        self._checksums = checksums  # recorded crc32c per array; None for a store written before checksums
+        self._chunk_crcs = chunk_crcs  # frames_crc32c, read on first need
 
     # ---------------------------------------------------------------- opening
     @classmethod
     def open(cls, path_or_url: StorePath, storage_options: dict[str, Any] | None = None) -> KeypointStore:
-        """Open and validate a store (local path or fsspec URL); fails with a message naming the problem."""
+        """Open and validate a store (local path or fsspec URL); fails with a message naming the problem.
+
+        A local path with no store but the previous one set aside by a writer killed while replacing it (see
+        `slr_fast.store.publish`) gets that store back, with a warning on the "slr_fast.store" logger.
+        """
+        return cls._open(path_or_url, storage_options)
+
+    @classmethod
+    def _open(cls, path_or_url: StorePath, storage_options: dict[str, Any] | None = None, *,
+              unchecked: tuple[str, ...] = ()) -> KeypointStore:
+        """`open`, without comparing the arrays named in `unchecked` with their checksums (for write_splits)."""
         import zarr
 
         where = describe(path_or_url)
+        if not is_url(path_or_url):
+            restored = recover(Path(path_or_url).absolute(), where)
+            if restored is not None:
+                log.warning("%s: restored the previous store from %s, left by a writer killed while replacing it",
+                            where, restored.name)
+        zstore = checked_store(zarr_store(path_or_url, read_only=True, storage_options=storage_options),
+                               (*ARRAYS, FRAMES_CRC))
         try:
-            group = zarr.open_group(zarr_store(path_or_url, read_only=True, storage_options=storage_options),
-                                    mode="r")
+            group = zarr.open_group(zstore, mode="r")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as e:
             raise StoreError(f"{where}: no keypoint store there ({type(e).__name__}: {e})") from e
+        except Exception as e:  # garbage, truncated or wrong-schema zarr.json
+            raise StoreError(f"{where}: cannot read the group's metadata (zarr.json): {type(e).__name__}: {e}") from e
         if group.metadata.zarr_format != 3:
             raise StoreError(f"{where}: zarr format {group.metadata.zarr_format}; keypoint stores are zarr v3")
         meta = group.attrs.asdict().get(ATTRS_KEY)
         layout, classes, provenance = check_attrs(where, meta)
+        checksums = recorded_checksums(where, meta)
+        zstore.strict = checksums is not None  # every chunk was written: a missing one is damage
         arrays = {}
         for name in ARRAYS:
             try:
-                arr = group[name]
+                arr = _zarr_meta(where, f"array {name!r} (its metadata {name}/zarr.json)", lambda n=name: group[n])
             except KeyError:
-                raise StoreError(f"{where}: array {name!r} is missing") from None
+                raise StoreError(f"{where}: array {name!r} is missing (no {name}/zarr.json with zarr v3 metadata)") \
+                    from None
             if not isinstance(arr, zarr.Array):
                 raise StoreError(f"{where}: {name!r} is a group, expected an array")
             check_array_meta(where, name, arr, layout)
             arrays[name] = arr
         frames = arrays.pop("frames")
-        index = {name: _read(where, name, lambda a=arr: a[...]) for name, arr in arrays.items()}
-        check_index(where, index["offsets"], index["label"], index["signer"], index["seq_id"], index["split"],
+        index = {name: _read(where, repr(name), lambda a=arr: a[...], lambda a=arr, n=name: _locate_index(a, n))
+                 for name, arr in arrays.items()}
+        ids = index["seq_id"].tolist()
+        if checksums is not None:
+            for name, values in index.items():
+                if name not in unchecked:
+                    check_checksum(where, name, ids if name == "seq_id" else values, checksums)
+        check_index(where, index["offsets"], index["label"], index["signer"], ids, index["split"],
                     num_frames=frames.shape[0], num_classes=len(classes))
-        expected = meta.get("num_sequences")
-        if expected is not None and expected != len(index["label"]):
-            raise StoreError(f"{where}: attributes record {expected} sequences but the arrays hold "
-                             f"{len(index['label'])}")
+        for key, what, actual in (("num_sequences", "sequences", len(index["label"])),
+                                  ("num_frames", "frames", frames.shape[0]),
+                                  ("chunk_frames", "frames per chunk", frames.chunks[0])):
+            expected = meta.get(key)
+            if expected is not None and expected != actual:
+                raise StoreError(f"{where}: attributes record {expected!r} {what} but the arrays hold {actual}")
         return cls(frames=frames, offsets=index["offsets"], labels=index["label"], signers=index["signer"],
                    seq_ids=index["seq_id"], splits=index["split"], layout=layout, classes=classes,
-                   provenance=provenance, attrs=dict(meta), where=where)
+                   provenance=provenance, attrs=dict(meta), where=where, group=group, checksums=checksums)
 
     def load(self) -> KeypointStore:
         """The whole store in memory (NumPy frames), with the same API; a no-op if already loaded."""
         if self.in_memory:
             return self
-        return KeypointStore(frames=self.frames_array(), offsets=self.offsets, labels=self.labels,
+        frames = self.frames_array()  # checks every chunk against its checksum
+        return KeypointStore(frames=frames, offsets=self.offsets, labels=self.labels,
                              signers=self.signers, seq_ids=self.seq_ids, splits=self.splits, layout=self.layout,
-                             classes=self.classes, provenance=self.provenance, attrs=self.attrs, where=self.where)
+                             classes=self.classes, provenance=self.provenance, attrs=self.attrs, where=self.where,
+                             chunk_size=self.chunk_size, checksums=self._checksums, chunk_crcs=self._chunk_crcs)
 
     # ---------------------------------------------------------------- access
     @property
@@ -121,7 +211,7 @@ class KeypointStore:
     @property
     def chunk_frames(self) -> int:
         """Frames per stored chunk (the decode unit for reads from disk); the whole store once loaded."""
-        return self.num_frames if self.in_memory else int(self._frames.chunks[0])
+        return self.num_frames if self.in_memory else self.chunk_size
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -146,18 +236,47 @@ class KeypointStore:
         return self.read_frames(int(self.offsets[j]), int(self.offsets[j + 1])), int(self.labels[j])
 
     def read_frames(self, start: int, stop: int) -> np.ndarray:
-        """Frames [start, stop) of the flat (ΣT, P, C) array."""
+        """Frames [start, stop) of the flat (ΣT, P, C) array; from disk, every whole chunk in it is checked."""
         if not 0 <= start <= stop <= self.num_frames:
             raise IndexError(f"{self.where}: frame range [{start}, {stop}) outside 0..{self.num_frames}")
+        block = self._read_range(start, stop)
+        crcs = None if self.in_memory else self.chunk_checksums()
+        if crcs is not None:
+            check_chunks(self, start, block, crcs)
+        return block
+
+    def _read_range(self, start: int, stop: int) -> np.ndarray:
         if self.in_memory:
             return self._frames[start:stop]
-        return _read(self.where, f"frames [{start}, {stop})", lambda: np.asarray(self._frames[start:stop]))
+        c = self.chunk_size
+        return _read(self.where, f"frames [{start}, {stop})", lambda: np.asarray(self._frames[start:stop]),
+                     lambda: self._locate_frames(range(start // c, -(-stop // c))))
+
+    def _locate_frames(self, chunk_ids: Iterable[int]) -> str | None:
+        return _locate(self._frames, chunk_ids, lambda k: frames_chunk(self, k))
 
     def frames_array(self) -> np.ndarray:
-        """All frames as one (ΣT, P, C) float32 array (read from disk unless loaded; read-only if loaded)."""
+        """All frames as one (ΣT, P, C) float32 array (read from disk unless loaded; read-only if loaded).
+
+        From disk every chunk is compared with its checksum (a swapped or deleted chunk fails here)."""
         if self.in_memory:
             return self._frames
-        return _read(self.where, "frames", lambda: np.asarray(self._frames[...]))
+        return self.read_frames(0, self.num_frames)
+
+    def chunk_checksums(self) -> np.ndarray | None:
+        """The recorded crc32c of each frames chunk (uint32), or None for a store written before checksums."""
+        if self._checksums is None or self._chunk_crcs is not None:
+            return self._chunk_crcs
+        arr = self._group.get(FRAMES_CRC) if self._group is not None else None
+        if arr is None:
+            raise StoreError(f"{self.where}: array {FRAMES_CRC!r} (the frames chunks' checksums) is missing")
+        crcs = _read(self.where, repr(FRAMES_CRC), lambda: np.asarray(arr[...]))
+        check_checksum(self.where, FRAMES_CRC, crcs, self._checksums)
+        want = -(-self.num_frames // self.chunk_size)
+        if crcs.shape != (want,):
+            raise StoreError(f"{self.where}: {FRAMES_CRC!r} has shape {crcs.shape} but frames has {want} chunks")
+        self._chunk_crcs = crcs
+        return crcs
 
     def get_many(self, indices: Iterable[int]) -> list[np.ndarray]:
         """Frames of several sequences, in the order given; on disk each needed chunk is read and decoded once.
@@ -185,34 +304,25 @@ class KeypointStore:
         # Frame numbers of the sorted batch, back to back: start of each sequence + position within it.
         frames = np.repeat(starts[order], lens) + (np.arange(ends[-1]) - np.repeat(ends - lens, lens))
         block = _read(self.where, f"frames of sequences {idx[:8].tolist()}{'...' if len(idx) > 8 else ''}",
-                      lambda: np.asarray(self._frames.get_orthogonal_selection((frames,))))
+                      lambda: np.asarray(self._frames.get_orthogonal_selection((frames,))),
+                      lambda: self._locate_frames(np.unique(frames // self.chunk_size).tolist()))
         out: list[np.ndarray | None] = [None] * len(idx)
         for k, a, b in zip(order, ends - lens, ends, strict=True):
             out[k] = block[a:b]
         return out  # type: ignore[return-value]
 
     def verify(self, block_chunks: int = 64) -> dict[str, Any]:
-        """Read every frame once (block by block) and check it: chunks decode, no infinite values.
+        """The deep check: every chunk of every array present, every frames chunk decoding and matching its
+        checksum, no infinite values. `open` checks only the index; this is for a store copied or downloaded from
+        elsewhere, or suspected of damage. The first problem raises StoreError naming the chunk and its sequences.
 
-        `open` checks only the index; this is the deep check for a store copied or downloaded from elsewhere.
-        Returns {"frames", "nan_fraction", "empty_frames"} (frames where no point was detected).
+        Returns {"sequences", "frames", "frames_chunks", "chunks" (chunk keys found, all arrays; 0 in memory),
+        "checksums" (False: written before checksums, so chunks could not be compared), "chunks_checked",
+        "nan_fraction", "empty_frames" (frames where no point was detected)}.
         """
-        step = max(1, self.chunk_frames * block_chunks)
-        nan = empty = 0
-        for start in range(0, self.num_frames, step):
-            stop = min(start + step, self.num_frames)
-            block = self.read_frames(start, stop)
-            inf = np.isinf(block)
-            if inf.any():
-                frame = start + int(np.argwhere(inf)[0][0])
-                seq = int(np.searchsorted(self.offsets, frame, side="right") - 1)
-                raise StoreError(f"{self.where}: infinite value in frame {frame} (sequence {seq}, id "
-                                 f"{str(self.seq_ids[seq])!r}); undetected points must be NaN")
-            missing = np.isnan(block)
-            nan += int(missing.sum())
-            empty += int(missing.reshape(len(block), -1).all(axis=1).sum())
-        values = self.num_frames * self.layout.num_points * self.layout.num_channels
-        return {"frames": self.num_frames, "nan_fraction": nan / values if values else 0.0, "empty_frames": empty}
+        from slr_fast.store.integrity import verify
+
+        return verify(self, block_chunks)
 
     # ---------------------------------------------------------------- selection
     def class_ids(self, classes: Iterable[str | int]) -> np.ndarray:

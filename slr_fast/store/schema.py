@@ -11,6 +11,13 @@ A store is a Zarr v3 group:
 
 Group attributes live under one key, "slr_fast", so other tools' attributes never collide with ours. Only
 numeric arrays and zarr's native variable-length UTF-8 strings are used: no pickle or object codecs.
+
+Integrity (stores written since checksums were added; older ones still open): every array's codec chain ends in
+zarr's crc32c codec, so a changed byte fails to decode instead of being read; every chunk is written, even one
+holding only fill values, so a missing chunk is damage, never an all-NaN or all-zero chunk left out; and the
+attributes record a crc32c of each index array's values under "checksums", with a crc32c of each frames chunk's
+decoded values in the array `frames_crc32c`, binding data to its position (a deleted or swapped chunk file passes
+the codec's check but not these).
 """
 
 from __future__ import annotations
@@ -37,6 +44,12 @@ ARRAYS: dict[str, tuple[str, int]] = {
     "seq_id": ("str", 1),
     "split": ("int8", 1),
 }
+# crc32c of each frames chunk's decoded float32 values (little-endian bytes), chunk k = frames [k*chunk, (k+1)*chunk).
+FRAMES_CRC = "frames_crc32c"
+# Attribute (inside "slr_fast") holding {"algorithm": "crc32c", array name: crc32c of its values} for the index
+# arrays and FRAMES_CRC; absent in stores written before checksums.
+CHECKSUMS_KEY = "checksums"
+CHECKSUMMED = ("offsets", "label", "signer", "split", "seq_id", FRAMES_CRC)
 
 # Chosen from benchmarks/test_store.py (table in the README). Compression: stored time-major ((T, P, C) chunks
 # transposed to (P, C, T) before compression, so each coordinate's trajectory and each run of NaN for an unseen
@@ -66,18 +79,32 @@ def compression_presets() -> dict[str, dict[str, list]]:
     """Named codec chains for `frames` as zarr `create_array` keywords (filters, compressors).
 
     A "+time" suffix stores chunks time-major (a transpose codec in front of the compressor). All are lossless:
-    lossy float codecs (bit rounding, quantisation) can turn NaN into inf and are deliberately not offered.
+    lossy float codecs (bit rounding, quantisation) can turn NaN into inf and are deliberately not offered. Every
+    chain ends in crc32c (4 bytes per chunk), checked whenever a chunk is decoded.
     """
-    from zarr.codecs import BloscCodec, TransposeCodec, ZstdCodec
+    from zarr.codecs import BloscCodec, Crc32cCodec, TransposeCodec, ZstdCodec
 
     base: dict[str, list] = {"none": [], "zstd1": [ZstdCodec(level=1)], "zstd3": [ZstdCodec(level=3)]}
     base.update({name: [BloscCodec(cname=cname, clevel=level, shuffle=shuffle)]
                  for name, (cname, level, shuffle) in _BLOSC.items()})
     out = {}
     for name, compressors in base.items():
-        out[name] = {"filters": [], "compressors": compressors}
-        out[f"{name}+time"] = {"filters": [TransposeCodec(order=(1, 2, 0))], "compressors": compressors}
+        checked = [*compressors, Crc32cCodec()]
+        out[name] = {"filters": [], "compressors": checked}
+        out[f"{name}+time"] = {"filters": [TransposeCodec(order=(1, 2, 0))], "compressors": checked}
     return out
+
+
+def index_codecs() -> dict[str, list]:
+    """zarr `create_array` keywords for the index arrays and FRAMES_CRC: zarr's default zstd, then crc32c."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return {"compressors": [ZstdCodec(level=0), Crc32cCodec()]}
+
+
+# Every chunk is written, even one holding only the fill value (zarr skips those by default): a chunk missing from
+# a store with checksums is then always damage.
+WRITE_CONFIG = {"write_empty_chunks": True}
 
 
 def get_compression(name: str) -> dict[str, list]:
@@ -89,7 +116,13 @@ def get_compression(name: str) -> dict[str, list]:
 
 
 class StoreError(ValueError):
-    """A store is missing, incomplete, or inconsistent; the message names the store and the problem."""
+    """A store is missing, incomplete, or inconsistent; the message names the store and the problem.
+
+    The message is always one line (a library's multi-line text is folded), so the CLI prints exactly one.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
 
 
 def split_code(split: str | int | None) -> int:
@@ -152,9 +185,9 @@ def check_array_meta(where: str, name: str, arr: Any, layout: Layout) -> None:
                              f"layout {layout.name!r} says {want}")
 
 
-def check_index(where: str, offsets: np.ndarray, labels: np.ndarray, signers: np.ndarray, seq_ids: np.ndarray,
-                splits: np.ndarray, num_frames: int, num_classes: int) -> None:
-    """Check the per-sequence arrays against each other and against the frame count."""
+def check_index(where: str, offsets: np.ndarray, labels: np.ndarray, signers: np.ndarray,
+                seq_ids: np.ndarray | list[str], splits: np.ndarray, num_frames: int, num_classes: int) -> None:
+    """Check the per-sequence arrays against each other and against the frame count (`seq_ids` as array or list)."""
     n = len(offsets) - 1
     if n < 0:
         raise StoreError(f"{where}: 'offsets' is empty; it must hold N+1 entries starting at 0")
@@ -182,6 +215,8 @@ def check_index(where: str, offsets: np.ndarray, labels: np.ndarray, signers: np
     if bad.size:
         raise StoreError(f"{where}: split code {int(splits[bad[0]])} of sequence {int(bad[0])} is invalid "
                          f"(-1 none, 0 train, 1 val, 2 test)")
-    uniq, counts = np.unique(seq_ids, return_counts=True)
-    if uniq.size != n:
-        raise StoreError(f"{where}: duplicate sequence ids, e.g. {str(uniq[counts > 1][0])!r}")
+    ids = seq_ids if isinstance(seq_ids, list) else seq_ids.tolist()
+    if len(set(ids)) != n:  # a set of Python strings: twice as fast as np.unique on a StringDType array
+        seen: set[str] = set()
+        dup = next(x for x in ids if x in seen or seen.add(x))
+        raise StoreError(f"{where}: duplicate sequence ids, e.g. {dup!r}")

@@ -12,75 +12,61 @@ the last write, and `KeypointStore.open` refuses an incomplete store with a mess
 
 from __future__ import annotations
 
+import atexit
 import json
-import os
-import shutil
-import uuid
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from slr_fast.fileio import is_no_space, no_space_error
 from slr_fast.layout import DEFAULT_LAYOUT, Layout
+from slr_fast.store.integrity import ALGORITHM, chunk_crcs, crc32c
 from slr_fast.store.location import StorePath, describe, is_url, zarr_store
+from slr_fast.store.publish import TMP_TAG, clean_stale, local_state, publish, recover, remove_tree, sibling
 from slr_fast.store.schema import (
     ATTRS_KEY,
+    CHECKSUMS_KEY,
     DEFAULT_CHUNK_FRAMES,
     DEFAULT_COMPRESSION,
+    FRAMES_CRC,
     META_CHUNK,
     SCHEMA_VERSION,
     UNKNOWN_SIGNER,
+    WRITE_CONFIG,
     StoreError,
     get_compression,
+    index_codecs,
     split_code,
 )
+from slr_fast.store.zarrio import settle
 
-_TMP_TAG = ".writing-"
-_OLD_TAG = ".replaced-"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+# Writers not yet closed or aborted: at interpreter exit their temporary folders are removed (a writer used without
+# `with` whose caller died of an exception would otherwise leave one until the next ingest to that path).
+_OPEN_WRITERS: weakref.WeakSet = weakref.WeakSet()
+_EXIT_HOOK = threading.Lock()
+_exit_hook_registered = False
 
 
-def _local_state(path: Path) -> str:
-    """What is at a local path: absent, empty, complete, incomplete (an slr_fast store) or foreign."""
-    if not path.exists():
-        return "absent"
-    if not path.is_dir():
-        return "foreign"
-    meta_file = path / "zarr.json"
-    if not meta_file.is_file():
-        return "empty" if not any(path.iterdir()) else "foreign"
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, ValueError):
-        return "foreign"
-    ours = meta.get("attributes", {}).get(ATTRS_KEY)
-    if not isinstance(ours, dict):
-        return "foreign"
-    return "complete" if ours.get("complete") is True else "incomplete"
+def _abort_open_writers() -> None:
+    for writer in list(_OPEN_WRITERS):
+        writer.abort()
 
 
-def _clean_stale(final: Path) -> None:
-    """Remove temp folders of earlier writers to this path whose process is gone (killed ingests)."""
-    prefix = f".{final.name}"
-    for sib in final.parent.glob(f"{prefix}*"):
-        rest = sib.name[len(prefix):]
-        for tag in (_TMP_TAG, _OLD_TAG):
-            if rest.startswith(tag):
-                pid = rest[len(tag):].split("-", 1)[0]
-                if pid.isdigit() and not _pid_alive(int(pid)):
-                    shutil.rmtree(sib, ignore_errors=True)
+def _track(writer: StoreWriter) -> None:
+    global _exit_hook_registered
+    with _EXIT_HOOK:
+        if not _exit_hook_registered:
+            # Registered after zarr is imported, so it runs before zarr's own exit hook stops its event loop.
+            atexit.register(_abort_open_writers)
+            _exit_hook_registered = True
+    _OPEN_WRITERS.add(writer)
 
 
 def default_provenance(provenance: dict[str, Any] | None) -> dict[str, Any]:
@@ -125,30 +111,41 @@ class StoreWriter:
         self.layout, self.classes, self._class_ids = layout, classes, {c: i for i, c in enumerate(classes)}
         self.where = describe(path)
         self._url = is_url(path)
-        self._closed = False
+        self._closed = self._aborted = False
         self._overwrite = overwrite
         self._chunk = int(chunk_frames)
         # Flush whole chunks only (no chunk is ever rewritten); ~16 chunks keeps the buffer at ~10 MB for 87x2.
         self._flush_at = max(self._chunk, int(flush_frames or 16 * self._chunk))
+        self._tmp: Path | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._bar = None
+        self._inflight: Future | None = None
 
         if self._url:
-            self._final, self._tmp = path, None
+            self._final = path
             self._check_existing_url(path, overwrite, storage_options)
-            store = zarr_store(path, read_only=False, storage_options=storage_options)
         else:
             self._final = Path(path).absolute()
-            state = _local_state(self._final)
+            restored = recover(self._final, self.where)  # a store set aside by a writer killed while replacing it
+            if restored is not None:
+                import logging
+
+                logging.getLogger("slr_fast.store").warning(
+                    "%s: restored the previous store from %s, left by a writer killed while replacing it",
+                    self.where, restored.name)
+            state = local_state(self._final)
             if state == "complete" and not overwrite:
                 raise StoreError(f"{self.where}: a complete store already exists; pass overwrite=True to replace it")
             if state == "foreign":
                 raise StoreError(f"{self.where}: exists and is not an slr_fast store; refusing to replace it "
                                  f"(remove it or choose another path)")
             self._final.parent.mkdir(parents=True, exist_ok=True)
-            _clean_stale(self._final)
-            self._tmp = self._final.parent / f".{self._final.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            store = zarr_store(self._tmp, read_only=False)
+            clean_stale(self._final)
+            self._tmp = sibling(self._final, TMP_TAG)
 
         try:
+            store = zarr_store(self._tmp if self._tmp is not None else path, read_only=False,
+                               storage_options=None if self._tmp is not None else storage_options)
             self._group = zarr.open_group(store, mode="w", zarr_format=3)
             self._meta = {
                 "schema_version": SCHEMA_VERSION,
@@ -163,27 +160,28 @@ class StoreWriter:
             p, c = self._point_shape = (layout.num_points, layout.num_channels)
             self._frames = self._group.create_array(
                 "frames", shape=(0, p, c), chunks=(self._chunk, p, c), dtype="float32", **codecs,
-                fill_value=np.nan)
-        except BaseException:
-            if self._tmp is not None:  # nothing was published; leave no half-made temp folder either
-                shutil.rmtree(self._tmp, ignore_errors=True)
-            raise
-        self._written = 0  # frames handed to the array (written, or being written by the writer thread)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slr-store-writer")
-        self._inflight: Future | None = None
-        self._pending: list[np.ndarray] = []
-        self._pending_frames = 0
-        self._lengths: list[int] = []
-        self._labels: list[int] = []
-        self._signers: list[int] = []
-        self._splits: list[int] = []
-        self._ids: list[str] = []
-        self._id_set: set[str] = set()
-        from tqdm.auto import tqdm
+                fill_value=np.nan, config=WRITE_CONFIG)
+            self._written = 0  # frames handed to the array (written, or being written by the writer thread)
+            self._crcs: list[int] = []  # crc32c of each frames chunk written, in order (by the writer thread)
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slr-store-writer")
+            self._pending: list[np.ndarray] = []
+            self._pending_frames = 0
+            self._lengths: list[int] = []
+            self._labels: list[int] = []
+            self._signers: list[int] = []
+            self._splits: list[int] = []
+            self._ids: list[str] = []
+            self._id_set: set[str] = set()
+            from tqdm.auto import tqdm
 
-        # disable=None: tqdm hides itself when stderr is not a terminal (CI logs, piped output).
-        self._bar = tqdm(total=total, unit="seq", desc=f"writing {Path(str(self.where)).name}",
-                         disable=None if progress else True)
+            # disable=None: tqdm hides itself when stderr is not a terminal (CI logs, piped output).
+            self._bar = tqdm(total=total, unit="seq", desc=f"writing {Path(str(self.where)).name}",
+                             disable=None if progress else True)
+            _track(self)
+        except BaseException as e:
+            self.abort()  # nothing was published; leave no half-made temp folder either
+            self._raise_no_space(e)
+            raise
 
     def _check_existing_url(self, url: str, overwrite: bool, storage_options: dict[str, Any] | None) -> None:
         import zarr
@@ -267,34 +265,54 @@ class StoreWriter:
 
     def _write_block(self, start: int, data: np.ndarray) -> None:
         # Runs on the writer thread: compression (blosc releases the GIL) overlaps the caller reading sources.
+        # Blocks start on chunk boundaries and all but the last are whole chunks, so each chunk's checksum is taken
+        # from exactly the values that go into it.
         self._frames.resize((start + len(data), *data.shape[1:]))
         self._frames[start:start + len(data)] = data
+        self._crcs.extend(chunk_crcs(data, self._chunk))
 
     def _wait(self) -> None:
-        """Finish the block in flight; a failed write re-raises here, in the caller's thread."""
+        """Finish the block in flight; a failed write aborts the writer and re-raises in the caller's thread."""
         if self._inflight is not None:
             future, self._inflight = self._inflight, None
-            future.result()
+            try:
+                future.result()
+            except BaseException as e:
+                # A block is lost, so the store can never be completed: remove it now, not at a later run.
+                self.abort()
+                self._raise_no_space(e)
+                raise
+
+    def _raise_no_space(self, e: BaseException) -> None:
+        """A write that failed for lack of space becomes one line: "no space left on DEVICE writing PATH"."""
+        if not self._url and is_no_space(e):
+            raise no_space_error(self._final) from e
 
     def close(self) -> None:
         """Write the remaining frames and the index, mark the store complete and publish it."""
+        if self._aborted:
+            raise RuntimeError(f"{self.where}: nothing was published: the writer was aborted after an error")
         if self._closed:
             return
         try:
             self._flush(final=True)
-            self._write_index()
+            checksums = self._write_index()
             self._meta.update(complete=True, num_sequences=len(self._labels), num_frames=self._written)
+            self._meta[CHECKSUMS_KEY] = checksums
             self._group.attrs[ATTRS_KEY] = self._meta
             if not self._url:
-                self._publish()
-        except BaseException:
+                publish(self._tmp, self._final, overwrite=self._overwrite, where=self.where)
+        except BaseException as e:
             self.abort()
+            self._raise_no_space(e)
             raise
         self._closed = True
+        _OPEN_WRITERS.discard(self)
         self._pool.shutdown(wait=True)
         self._bar.close()
 
-    def _write_index(self) -> None:
+    def _write_index(self) -> dict[str, Any]:
+        """Write the per-sequence arrays and the frames chunks' checksums; returns the checksums attribute."""
         n = len(self._labels)
         offsets = np.zeros(n + 1, np.int64)
         np.cumsum(np.asarray(self._lengths, np.int64), out=offsets[1:])
@@ -304,42 +322,40 @@ class StoreWriter:
             "signer": np.asarray(self._signers, np.int32),
             "split": np.asarray(self._splits, np.int8),
             "seq_id": np.asarray(self._ids, dtype=np.dtypes.StringDType()),
+            FRAMES_CRC: np.asarray(self._crcs, np.uint32),
         }
+        if len(self._crcs) != -(-self._written // self._chunk):  # a writer-thread bug, never a user's input
+            raise RuntimeError(f"{self.where}: {len(self._crcs)} frames checksums for {self._written} frames")
         for name, values in columns.items():
             arr = self._group.create_array(name, shape=values.shape, chunks=(max(1, min(META_CHUNK, len(values))),),
-                                           dtype=str if name == "seq_id" else values.dtype)
+                                           dtype=str if name == "seq_id" else values.dtype, **index_codecs(),
+                                           config=WRITE_CONFIG)
             if len(values):
                 arr[:] = values
-
-    def _publish(self) -> None:
-        state = _local_state(self._final)
-        if state == "foreign":
-            raise StoreError(f"{self.where}: something that is not an slr_fast store appeared there while writing")
-        if state == "complete" and not self._overwrite:  # another writer published first
-            raise StoreError(f"{self.where}: a complete store appeared there while writing; pass overwrite=True "
-                             f"to replace it")
-        if state == "empty":
-            self._final.rmdir()
-        if state in ("complete", "incomplete"):
-            old = self._final.parent / f".{self._final.name}{_OLD_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            os.rename(self._final, old)
-            os.rename(self._tmp, self._final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(self._tmp, self._final)
+        checksums: dict[str, Any] = {"algorithm": ALGORITHM}
+        checksums.update({name: crc32c(self._ids if name == "seq_id" else values) for name, values in columns.items()})
+        return checksums
 
     def abort(self) -> None:
         """Discard what was written (a local temp folder is removed; a URL store stays marked incomplete)."""
-        self._closed = True
-        # The writer thread must be idle before the temp folder goes, or it would recreate files in it.
+        if self._aborted:
+            return
+        self._closed = self._aborted = True
+        _OPEN_WRITERS.discard(self)
+        future, self._inflight = self._inflight, None
         try:
-            self._wait()
-        except Exception:  # the caller is already handling the failure that made it abort
-            pass
-        self._pool.shutdown(wait=True)
-        self._bar.close()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            # The writer thread, then zarr's tasks it started, must be idle before the temp folder goes, or they
+            # would recreate files (and the folders above them) in it.
+            if future is not None:
+                wait_futures([future])
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            settle()
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            if self._tmp is not None:
+                remove_tree(self._tmp)
 
     def __enter__(self) -> StoreWriter:
         return self

@@ -23,3 +23,27 @@ def smooth_sequences(n: int, layout: Layout = DEFAULT_LAYOUT, seed: int = 0, max
             seq[rng.random(t) < 0.3, sl] = np.nan
         out.append(seq)
     return out
+
+
+def rewrite_array(path, name: str, values: np.ndarray, *, recreate: bool = False) -> None:
+    """Store `values` as array `name` of the store at `path` and record their checksum, as a tool that writes
+    consistent but invalid stores would: what `open` must then catch is the values, not damage."""
+    import zarr
+
+    from slr_fast.store.integrity import chunk_crcs, crc32c
+
+    g = zarr.open_group(path, mode="r+")
+    if recreate:
+        del g[name]
+        g.create_array(name, data=values, config={"write_empty_chunks": True})
+    else:
+        g[name][...] = values
+    meta = dict(g.attrs["slr_fast"])
+    if "checksums" in meta:
+        sums = {**meta["checksums"], name: crc32c(np.asarray(values))}
+        if name == "frames":  # the per-chunk checksums, and theirs
+            crcs = np.asarray(chunk_crcs(np.asarray(values), g["frames"].chunks[0]), np.uint32)
+            g["frames_crc32c"][...] = crcs
+            sums["frames_crc32c"] = crc32c(crcs)
+        meta["checksums"] = sums
+        g.attrs["slr_fast"] = meta

@@ -1,5 +1,6 @@
 """A failed or killed ingest never leaves a store that opens as valid; re-running recovers."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -155,10 +156,11 @@ def test_failed_background_write_surfaces_and_publishes_nothing(tmp_path, monkey
 
     monkeypatch.setattr(StoreWriter, "_write_block", disk_full)
     path = tmp_path / "s.zarr"
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(OSError, match=r"no space left on \S+ writing \S+s\.zarr") as err:
         with StoreWriter(path, classes=["a"], progress=False, chunk_frames=8, flush_frames=8) as w:
             for s in smooth_sequences(30, seed=12):
                 w.append(s, 0)
+    assert err.value.errno == errno.ENOSPC and err.value.strerror.endswith(str(path))
     assert not path.exists() and _leftovers(path) == []
 
 

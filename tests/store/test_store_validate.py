@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import zarr
-from store_testing import smooth_sequences
+from store_testing import rewrite_array, smooth_sequences
 
 from slr_fast.layout import get_layout
 from slr_fast.store import KeypointStore, StoreError, write_store
@@ -27,15 +27,11 @@ def _attrs(path, **changes):
 
 
 def _set(path, name, fn):
-    arr = zarr.open_group(path, mode="r+")[name]
-    values = arr[...]
-    arr[...] = fn(values)
+    rewrite_array(path, name, fn(zarr.open_group(path, mode="r")[name][...]))
 
 
 def _replace(path, name, values):
-    g = zarr.open_group(path, mode="r+")
-    del g[name]
-    g.create_array(name, data=values)
+    rewrite_array(path, name, values, recreate=True)
 
 
 def test_valid_store_opens(store_path):
@@ -148,9 +144,10 @@ def test_corrupt_chunk_is_reported_with_store_and_range(tmp_path):
     chunk = path / "frames" / "c" / "1" / "0" / "0"
     chunk.write_bytes(chunk.read_bytes()[:40])  # truncated, as after a broken copy
     reopened = KeypointStore.open(path)  # the index is intact, so open succeeds ...
-    with pytest.raises(StoreError, match=r"c\.zarr: cannot read frames \[64, 70\)"):
+    damaged = r"c\.zarr: frames chunk c/1/0/0 \(frames 64\.\.127, sequences \d+\.\.\d+\) fails its crc32c check"
+    with pytest.raises(StoreError, match=damaged):
         reopened.read_frames(64, 70)  # ... and reading the damaged chunk names it
-    with pytest.raises(StoreError, match="cannot read frames"):
+    with pytest.raises(StoreError, match=damaged):
         reopened.verify()
     assert store.read_frames(0, 64).shape == (64, 87, 2)  # other chunks still read
 
@@ -159,7 +156,7 @@ def test_corrupt_index_fails_open(tmp_path):
     path = tmp_path / "c.zarr"
     write_store(path, smooth_sequences(5), [0] * 5)
     (path / "offsets" / "c" / "0").write_bytes(b"garbage")
-    with pytest.raises(StoreError, match=r"c\.zarr: cannot read offsets"):
+    with pytest.raises(StoreError, match=r"c\.zarr: 'offsets' chunk c/0 fails its crc32c check"):
         KeypointStore.open(path)
 
 
@@ -170,8 +167,13 @@ def test_verify_counts_missing_points_and_finds_inf(tmp_path):
     store = write_store(path, seqs, [0] * 10, chunk_frames=8, seq_ids=[f"s{i}" for i in range(10)])
     report = store.verify(block_chunks=1)
     flat = np.concatenate(seqs)
-    assert report == {"frames": 50, "nan_fraction": pytest.approx(np.isnan(flat).mean()), "empty_frames": 1}
-    assert store.load().verify() == report
+    assert report["frames"] == 50 and report["empty_frames"] == 1
+    assert report["nan_fraction"] == pytest.approx(np.isnan(flat).mean())
+    assert report["checksums"] and report["frames_chunks"] == report["chunks_checked"] == 7  # ceil(50 / 8)
+    # frames 7 chunks + frames_crc32c 1 + one chunk per index array (offsets, label, signer, seq_id, split)
+    assert report["chunks"] == 7 + 1 + 5
+    in_memory = store.load().verify()
+    assert in_memory["chunks_checked"] == 7 and in_memory["nan_fraction"] == report["nan_fraction"]
     # The writer rejects inf, so plant one behind its back to check the deep scan catches it.
     _set(path, "frames", lambda f: np.where(np.arange(len(f))[:, None, None] == 23, np.inf, f))
     with pytest.raises(StoreError, match=r"infinite value in frame 23 \(sequence 4, id 's4'\)"):
