@@ -10,9 +10,15 @@ Nothing here imports torch, zarr or pyarrow: every stage can use it.
 from __future__ import annotations
 
 import errno
+import glob
 import os
+import shutil
 import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 # errno values that mean "the filesystem is full" (ENOSPC) or "this user's share of it is" (EDQUOT).
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -72,3 +78,74 @@ def no_space_error(path: str | os.PathLike) -> OSError:
     prints ("no space left on /mnt/data writing /mnt/data/x.zarr")."""
     where = filesystem_of(path)
     return OSError(errno.ENOSPC, f"no space left on {where} writing {os.fspath(path)}", os.fspath(path))
+
+
+# A write that failed with less free space than this left beside what it still had to write is taken as a full
+# disk even when the writer (torch's zip writer, say) lost the errno on the way up: filesystems keep a few blocks
+# back, so "full" rarely reads as exactly zero bytes free.
+FULL_DISK_SLACK_BYTES = 1 << 20
+
+
+def looks_full(folder: str | os.PathLike, still_needed: int = 0) -> bool:
+    """True if the filesystem holding `folder` has less room than `still_needed` bytes (plus a little slack)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return False
+    return free < max(int(still_needed), 0) + FULL_DISK_SLACK_BYTES
+
+
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Within this block a full disk (or quota) while writing `path` raises `no_space_error(path)`: the one line
+    the CLI prints names the filesystem and the file instead of an errno without a file name."""
+    try:
+        yield
+    except OSError as e:
+        if is_no_space(e):
+            raise no_space_error(path) from e
+        raise
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None], size_hint: int = 0) -> Path:
+    """Write `path` through `write(f)` atomically: a temporary file in the same folder, fsync, then rename.
+
+    A reader sees the old file or the new one, never half of one. Whatever stops the write (a full disk, an
+    exception of `write`, Ctrl-C) removes the temporary file. A failure is reported as `no_space_error(path)` when
+    its errno says so, or when the writer lost the errno (torch's zip writer raises RuntimeError "unexpected pos")
+    but the disk has less room left than the `size_hint` bytes the file needed.
+    """
+    path = Path(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            written = os.stat(tmp).st_size
+        except OSError:
+            written = 0
+        full = isinstance(e, OSError | RuntimeError) and (
+            is_no_space(e) or looks_full(path.parent, size_hint - written))
+        Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise no_space_error(path) from e
+        raise
+    return path
+
+
+def remove_temp_files(folder: str | os.PathLike, name: str) -> list[Path]:
+    """Delete the temporary files `write_atomic` left for `folder/name` when its process was killed mid-write."""
+    removed = []
+    for p in Path(folder).glob(f".{glob.escape(name)}.*.tmp"):
+        try:
+            p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            pass
+    return removed

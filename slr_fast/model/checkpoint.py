@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from kernels.registry import KernelConfig
+from slr_fast.fileio import regular_file_problem, write_atomic
 from slr_fast.model.config import ModelConfig
 from slr_fast.model.model import SignModel
 
@@ -23,6 +24,10 @@ _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 # The PyTorch reference path for every op: runs anywhere, whatever backend trained the weights.
 TORCH_KERNELS = KernelConfig(rmsnorm="torch", swiglu="torch", rope="torch", attention="torch")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and the problem."""
 
 
 def unwrap(model: nn.Module) -> SignModel:
@@ -61,39 +66,107 @@ def checkpoint_dict(model: nn.Module, **extra) -> dict:
 
 def save_model(path: str | os.PathLike, model: nn.Module, **extra) -> None:
     """Write a self-describing checkpoint (config + weights + `extra`, e.g. class names or the epoch)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint_dict(model, **extra), tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint under the real name
+    save_atomic(path, checkpoint_dict(model, **extra))
+
+
+def save_atomic(path: str | os.PathLike, obj) -> Path:
+    """torch.save `obj` to `path` atomically; a full disk is one line naming the file, and no temporary is left."""
+    size = sum(t.nbytes for t in _tensors(obj))
+    return write_atomic(path, lambda f: torch.save(obj, f), size_hint=size)
+
+
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            yield from _tensors(v)
+
+
+def read_torch_file(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """`torch.load(weights_only=True)` of a user-named file: a FIFO or a folder is refused before it is opened
+    (never blocks), and an unreadable file is a CheckpointError naming it."""
+    problem = regular_file_problem(path)
+    if problem == "file not found":
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if problem:
+        raise CheckpointError(f"checkpoint {path}: {problem}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise  # permission denied, I/O error: the CLI words these with the file name
+    except Exception as e:  # truncated zip, not a torch file, disallowed pickled object, ...
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+
+
+def state_dict_problem(state) -> str | None:
+    """What is wrong with an untrusted state_dict (not a mapping of names to finite tensors), or None."""
+    if not isinstance(state, dict) or not state:
+        return f"expected a non-empty mapping of parameter names to tensors, got {type(state).__name__}"
+    for k, v in state.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            return f"entry {k!r} is {type(v).__name__}, not a tensor named by a string"
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            return f"tensor {k!r} holds NaN or infinite values"
+    return None
+
+
+def weights_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:
+    """How `state` does not fit a model whose state_dict is `own` (missing/unexpected names, shapes), or None."""
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    detail = []
+    if missing:
+        detail.append(f"missing {missing[:5]}{'…' if len(missing) > 5 else ''}")
+    if unexpected:
+        detail.append(f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}")
+    if mismatched:
+        detail.append("shape mismatch " + ", ".join(
+            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in mismatched[:5]))
+    return "; ".join(detail) or None
+
+
+def model_from_state(model_config, state, name: str, kernels: KernelConfig | None = None) -> SignModel:
+    """A SignModel from an untrusted config and state_dict. The config is parsed and its size bounded, and the
+    weights' names and shapes are compared with the model laid out on the meta device, all before any memory is
+    allocated: a hostile config (a billion-wide layer) or weights of another model are refused, never built."""
+    try:
+        config = ModelConfig.from_dict(model_config)
+        config.check_size()
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{name}: bad model config: {e}") from e
+    problem = state_dict_problem(state)
+    if problem:
+        raise CheckpointError(f"{name}: weights: {problem}")
+    state = clean_state_dict(state)
+    with torch.device("meta"):
+        skeleton = SignModel(config, kernels=kernels)
+    problem = weights_mismatch(skeleton.state_dict(), state)
+    if problem:
+        raise CheckpointError(f"{name}: weights do not match its model config ({problem})")
+    model = SignModel(config, kernels=kernels if kernels is not None else TORCH_KERNELS)
+    model.load_state_dict(state)
+    return model
 
 
 def load_model(source: str | os.PathLike | dict, kernels: KernelConfig | None = None,
                map_location: str | torch.device = "cpu") -> SignModel:
     """Rebuild a SignModel from a checkpoint file or dict; PyTorch kernels on CPU unless told otherwise."""
     name = "checkpoint dict" if isinstance(source, dict) else str(source)
-    if isinstance(source, dict):
-        ckpt = source
-    else:
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"model checkpoint {name} does not exist")
-        ckpt = torch.load(source, map_location=map_location, weights_only=True)
+    ckpt = source if isinstance(source, dict) else read_torch_file(source, "cpu")
     if isinstance(ckpt, dict) and "model_config" in ckpt and "model_state" in ckpt:
         if ckpt.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
-            raise ValueError(f"{name}: checkpoint format {ckpt['format']!r}, this version reads {CHECKPOINT_FORMAT!r}")
+            raise CheckpointError(f"{name}: checkpoint format {ckpt['format']!r}, this version reads "
+                                  f"{CHECKPOINT_FORMAT!r}")
         state = ckpt["model_state"]
     elif isinstance(ckpt, dict) and "model_config" in ckpt and isinstance(ckpt.get("model"), dict):
         state = ckpt["model"]  # a training run's checkpoint (slr_fast.train): the same config and weights inside
     else:
-        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{name} is not a slr_fast model checkpoint (needs model_config and model_state; has {keys})")
-    try:
-        config = ModelConfig.from_dict(ckpt["model_config"])
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name}: bad model config: {e}") from e
-    model = SignModel(config, kernels=kernels if kernels is not None else TORCH_KERNELS)
-    try:
-        model.load_state_dict(clean_state_dict(state))
-    except RuntimeError as e:
-        raise ValueError(f"{name}: weights do not match its model config: {e}") from e
-    return model.to(map_location).eval()
+        keys = sorted(map(str, ckpt))[:20] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{name} is not a slr_fast model checkpoint (needs model_config and model_state; "
+                              f"has {keys})")
+    return model_from_state(ckpt["model_config"], state, name, kernels).to(map_location).eval()

@@ -7,6 +7,7 @@ number of classes), so a checkpoint carrying `config.to_dict()` rebuilds its mod
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from slr_fast.layout import DEFAULT_LAYOUT, Layout
@@ -61,36 +62,28 @@ class ModelConfig:
     layout_name: str = field(default="default", compare=False)
 
     def __post_init__(self):
-        errors = []
-        if self.num_classes < 1:
-            errors.append(f"num_classes must be >= 1, got {self.num_classes}")
-        if len(self.part_names) != len(self.part_sizes) or not self.part_names:
+        for name in _TUPLES:  # JSON and --set give lists; the config holds tuples (hashable, comparable)
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        errors = _type_and_bound_errors(self)
+        if errors:  # the rules below compare and divide: only meaningful on values of the right type
+            raise ValueError("invalid ModelConfig: " + "; ".join(errors))
+        if len(self.part_names) != len(self.part_sizes):
             errors.append(f"part_names {self.part_names} and part_sizes {self.part_sizes} must be non-empty and match")
-        if any(s < 1 for s in self.part_sizes):
-            errors.append(f"part_sizes must be >= 1, got {self.part_sizes}")
+        if len(set(self.part_names)) != len(self.part_names):
+            errors.append(f"part_names {self.part_names} must be unique")
         if self.channels not in (2, 3):
             errors.append(f"channels must be 2 (x, y) or 3 (x, y, z), got {self.channels}")
         for name, width, heads in (("dim", self.dim, self.heads), ("part_dim", self.part_dim, self.cross_heads)):
-            if heads < 1 or width % heads or (width // heads) % 2:
+            if width % heads or (width // heads) % 2:
                 errors.append(f"{name}={width} must split into {heads} heads of an even size (RoPE rotates pairs)")
         if self.local_layers + self.conv_layers + self.global_layers < 1:
             errors.append("the backbone needs at least one layer (local_layers + conv_layers + global_layers)")
-        if min(self.local_layers, self.conv_layers, self.global_layers, self.cross_layers) < 0:
-            errors.append("layer counts must be >= 0")
-        if self.local_window < 1:
-            errors.append(f"local_window must be >= 1 frame, got {self.local_window}")
-        if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
+        if self.conv_kernel % 2 == 0:
             errors.append(f"conv_kernel must be odd (keeps frames aligned), got {self.conv_kernel}")
         unknown = [p for p in self.pooling if p not in POOL_KINDS]
-        if unknown or not self.pooling:
-            errors.append(f"pooling {self.pooling}: unknown {unknown}; choose from {POOL_KINDS}")
-        if not self.pool_scales or min(self.pool_scales) < 1:
-            errors.append(f"pool_scales must be positive, got {self.pool_scales}")
-        if self.pool_queries < 1:
-            errors.append(f"pool_queries must be >= 1, got {self.pool_queries}")
-        for name in ("dropout", "drop_path", "layerdrop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                errors.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if unknown or not self.pooling or len(set(self.pooling)) != len(self.pooling):
+            errors.append(f"pooling {self.pooling}: unknown {unknown}; choose from {POOL_KINDS}, each at most once")
         if errors:
             raise ValueError("invalid ModelConfig: " + "; ".join(errors))
 
@@ -143,8 +136,10 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         """Inverse of to_dict; unknown keys are an error naming them."""
+        if not isinstance(d, dict):
+            raise ValueError(f"model config must be a mapping of field names to values, got {type(d).__name__}")
         names = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(d) - set(names))
+        unknown = sorted(set(d) - set(names), key=str)
         if unknown:
             raise ValueError(f"model config has unknown fields {unknown}; valid: {sorted(names)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
@@ -159,6 +154,22 @@ class ModelConfig:
         with torch.device("meta"):
             model = SignModel(self)
         return sum(p.numel() for p in model.parameters())
+
+    def check_size(self, limit: int | None = None) -> int:
+        """The parameter count, after refusing a model over `limit` (default MAX_PARAMETERS) or one whose part
+        names cannot name modules; counted on the meta device, so nothing is allocated before the refusal."""
+        from torch import nn
+
+        limit = MAX_PARAMETERS if limit is None else limit
+        clash = [n for n in self.part_names if hasattr(nn.ModuleDict, n)]
+        if clash:
+            raise ValueError(f"invalid ModelConfig: part_names {clash} clash with attributes of the part encoders")
+        n = self.num_parameters()
+        if n > limit:
+            raise ValueError(f"the model this config describes has {n:,} parameters, over the limit of {limit:,} "
+                             f"(slr_fast.model.config.MAX_PARAMETERS: {4 * limit / 2**30:.1f} GiB of fp32 weights, "
+                             f"4x that to train with AdamW)")
+        return n
 
     def summary(self) -> str:
         """One line per group of settings, ending with the parameter count."""
@@ -180,6 +191,88 @@ class ModelConfig:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+# The largest model anything in slr_fast builds: 1e9 parameters are 3.7 GiB of fp32 weights and ~15 GiB with the
+# gradients and AdamW's two moments, a whole 16 GB P100 (the smallest card the project targets) before a single
+# activation. `base` has ~7e6. A checkpoint's model_config is untrusted: this bounds what it can make us allocate.
+MAX_PARAMETERS = 1_000_000_000
+
+# Type and range of every field, checked before the rules that relate fields. The upper bounds are far beyond any
+# sensible model and keep a config read from an untrusted checkpoint from describing one that takes minutes to
+# even lay out (64 layers per stage, widths to 16k); MAX_PARAMETERS then bounds its memory.
+# field: (type, lowest, highest, brackets) with "[]" closed and "[)" / "(]" half-open intervals.
+_BOUNDS: dict[str, tuple[type, float, float, str]] = {
+    "num_classes": (int, 1, 1_000_000, "[]"),
+    "channels": (int, 2, 3, "[]"),
+    "part_dim": (int, 2, 4096, "[]"),
+    "part_hidden": (int, 1, 65536, "[]"),
+    "cross_layers": (int, 0, 64, "[]"),
+    "cross_heads": (int, 1, 256, "[]"),
+    "dim": (int, 2, 16384, "[]"),
+    "heads": (int, 1, 256, "[]"),
+    "mlp_ratio": (float, 0.0, 64.0, "(]"),
+    "local_layers": (int, 0, 64, "[]"),
+    "local_window": (int, 1, 65536, "[]"),
+    "conv_layers": (int, 0, 64, "[]"),
+    "conv_kernel": (int, 1, 1023, "[]"),
+    "global_layers": (int, 0, 64, "[]"),
+    "rope_base": (float, 1.0, 1e12, "(]"),
+    "residual_init": (float, -1e3, 1e3, "[]"),
+    "norm_eps": (float, 0.0, 1.0, "(]"),
+    "pool_queries": (int, 1, 1024, "[]"),
+    "head_hidden": (int, 0, 65536, "[]"),
+    "dropout": (float, 0.0, 1.0, "[)"),
+    "drop_path": (float, 0.0, 1.0, "[)"),
+    "layerdrop": (float, 0.0, 1.0, "[)"),
+}
+_BOOLS = ("use_motion", "multi_level", "aux_heads")
+_TUPLES = ("part_names", "part_sizes", "pooling", "pool_scales")
+_NOUNS = {int: "an integer", float: "a finite number"}
+
+
+def _bound_error(name: str, value, kind: type, lo: float, hi: float, brackets: str) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int if kind is int else int | float) or (
+            kind is float and not math.isfinite(value)):
+        return f"{name} must be {_NOUNS[kind]}, got {value!r}"
+    below = value < lo or (brackets[0] == "(" and value == lo)
+    above = value > hi or (brackets[1] == ")" and value == hi)
+    if brackets != "[]" and (below or above):
+        return f"{name} must be in {brackets[0]}{lo:g}, {hi:g}{brackets[1]}, got {value!r}"
+    if below:
+        return f"{name} must be >= {lo:g}, got {value!r}"
+    if above:
+        return f"{name} must be <= {hi:g}, got {value!r}"
+    return None
+
+
+def _tuple_error(name: str, value, kind: type, lo: float, hi: float, max_len: int) -> str | None:
+    if not isinstance(value, tuple) or not 1 <= len(value) <= max_len:
+        return f"{name} must be a list of 1 to {max_len} entries, got {value!r}"
+    for v in value:
+        if kind is str:
+            if not isinstance(v, str) or not _PART_NAME.fullmatch(v):
+                return f"{name} entries must be 1 to 64 characters without '.', got {v!r}"
+        elif (problem := _bound_error(f"{name} entries", v, kind, lo, hi, "[]")) is not None:
+            return problem
+    return None
+
+
+_PART_NAME = re.compile(r"[^.]{1,64}")  # names a module: no dots, not empty
+
+
+def _type_and_bound_errors(cfg: ModelConfig) -> list[str]:
+    errors = [e for name, rule in _BOUNDS.items() if (e := _bound_error(name, getattr(cfg, name), *rule))]
+    errors += [f"{name} must be true or false, got {getattr(cfg, name)!r}" for name in _BOOLS
+               if not isinstance(getattr(cfg, name), bool)]
+    errors += [e for e in (_tuple_error("part_names", cfg.part_names, str, 0, 0, 64),
+                           _tuple_error("part_sizes", cfg.part_sizes, int, 1, 10_000, 64),
+                           _tuple_error("pool_scales", cfg.pool_scales, int, 1, 4096, 16)) if e]
+    if not isinstance(cfg.pooling, tuple) or not all(isinstance(p, str) for p in cfg.pooling):
+        errors.append(f"pooling must be a list of names from {POOL_KINDS}, got {cfg.pooling!r}")
+    if not isinstance(cfg.layout_name, str):
+        errors.append(f"layout_name must be a string, got {cfg.layout_name!r}")
+    return errors
 
 
 # Preset sizes. Fields not named take the dataclass defaults above.
