@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from slr_fast.engine import BatchProcessor
+from slr_fast.fileio import regular_file_problem
 from slr_fast.layout import Layout
 from slr_fast.loader import KeypointLoader, LoaderConfig
 from slr_fast.preprocess import PreprocessConfig
@@ -19,9 +20,14 @@ from slr_fast.train.runtime import Runtime
 def augment_from_config(spec):
     """A pipeline name ("default", "full", "none"), a JSON file, or a list of op dicts → AugmentPipeline or None."""
     from slr_fast.augment import load_pipeline
+    from slr_fast.augment.pipeline import NAMED
 
     if spec in (None, "", "none", []):
         return None
+    if isinstance(spec, str) and spec not in NAMED and not spec.lstrip().startswith(("[", "{")):
+        problem = regular_file_problem(spec)  # a FIFO would block the reader; say so instead
+        if problem and problem != "file not found":
+            raise ValueError(f"augment config {spec}: {problem}")
     return load_pipeline(spec)
 
 
@@ -48,7 +54,11 @@ class RunData:
 
         spec = dict(config.model)
         preset = spec.pop("preset", "tiny")
-        mcfg = ModelConfig.preset(preset, num_classes=self.num_classes, layout=self.layout, **spec)
+        try:
+            mcfg = ModelConfig.preset(preset, num_classes=self.num_classes, layout=self.layout, **spec)
+            mcfg.check_size()  # before a single parameter is allocated
+        except ValueError as e:
+            raise ValueError(f"config.model with the store's {self.num_classes} classes and layout: {e}") from e
         return SignModel(mcfg, kernels=KernelConfig.parse(config.kernels))
 
     def close(self):
@@ -81,6 +91,15 @@ def build_data(config: TrainConfig, rt: Runtime) -> RunData:
                                                            drop_last=True, seed=config.seed, split=dc.train_split,
                                                            **common))
     classes = list(train.classes)
+    if len(train) == 0:
+        # drop_last keeps every step at the configured batch size; a split smaller than one batch has no step,
+        # and a run of no steps would still write best.pt and test metrics of an untrained model.
+        n, mine = len(train.indices), train.num_samples
+        per_rank = f" ({mine} on each of {rt.world_size} processes)" if rt.world_size > 1 else ""
+        train.close()
+        raise ValueError(f"--batch-size {config.batch_size} is larger than the {n} training sequences of split "
+                         f"{dc.train_split!r}{per_rank} in {dc.store}: no full batch, no training step; use "
+                         f"--batch-size {max(1, mine)} or less")
 
     def eval_loader(split: str, shuffle: bool = False) -> KeypointLoader | None:
         if not has(split):

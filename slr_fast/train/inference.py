@@ -7,24 +7,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slr_fast.fileio import regular_file_problem
 from slr_fast.layout import Layout
-from slr_fast.train.checkpoint import CheckpointError, load_checkpoint, load_model_weights
-from slr_fast.train.runtime import init_runtime
+from slr_fast.train.checkpoint import INFERENCE_FIELDS, CheckpointError, load_checkpoint
+from slr_fast.train.runtime import init_runtime, resolve_device
 
 
 def load_model(path: str | Path, device: str = "cpu", kernels: str = "auto", use_ema: bool = False):
-    """(model in eval mode, checkpoint dict). Works on CPU whatever backend trained it: weights are backend-free."""
-    from kernels.registry import KernelConfig
-    from slr_fast.model import ModelConfig, SignModel
+    """(model in eval mode, checkpoint dict). Works on CPU whatever backend trained it: weights are backend-free.
 
-    st = load_checkpoint(path, map_location="cpu")
-    try:
-        mcfg = ModelConfig.from_dict(st["model_config"])
-    except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{st['path']}: model config not understood ({e})") from e
-    model = SignModel(mcfg, kernels=KernelConfig.parse(kernels))
-    weights = st["ema"]["module"] if use_ema and st.get("ema") else st["model"]
-    load_model_weights(model, weights, st["path"])
+    The checkpoint is untrusted: every field used here is checked, and the model its config describes is bounded
+    and compared with the weights before it is built (slr_fast.model.checkpoint.model_from_state)."""
+    from kernels.registry import KernelConfig
+    from slr_fast.model.checkpoint import model_from_state
+
+    kernel_config = KernelConfig.parse(kernels)
+    st = load_checkpoint(path, map_location="cpu", fields=INFERENCE_FIELDS + (("ema",) if use_ema else ()))
+    if use_ema and st["ema"] is None:
+        raise CheckpointError(f"{st['path']}: --ema asked for EMA weights, but the run was trained without --ema")
+    weights = st["ema"]["module"] if use_ema else st["model"]
+    model = model_from_state(st["model_config"], weights, st["path"], kernel_config)
     return model.to(device).eval(), st
 
 
@@ -43,6 +45,8 @@ def evaluate_checkpoint(checkpoint: str, store_path: str, split: str = "test", b
     from slr_fast.store import KeypointStore
     from slr_fast.train.evaluate import run_eval
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"--batch-size {batch_size!r}: not an integer >= 1")
     rt = init_runtime(device, "fp32")
     model, st = load_model(checkpoint, str(rt.device), kernels, use_ema)
     store = KeypointStore.open(store_path)
@@ -83,7 +87,14 @@ def read_keypoint_file(path: str | Path, layout: Layout) -> np.ndarray:
 @torch.no_grad()
 def predict_files(checkpoint: str, files: list[str], top_k: int = 5, device: str = "cpu", kernels: str = "auto",
                   use_ema: bool = False) -> list[dict]:
-    """Top-k signs with probabilities for each file."""
+    """Top-k signs with probabilities for each file (top_k >= 1; at most the checkpoint's number of classes)."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"--top-k {top_k!r}: not an integer >= 1")
+    for f in files:  # before the model is loaded, and never opening a FIFO
+        problem = regular_file_problem(f)
+        if problem:
+            raise ValueError(f"{f}: {problem}")
+    device = str(resolve_device(device))
     model, st = load_model(checkpoint, device, kernels, use_ema)
     layout, proc = _processor(st)
     classes = list(st["classes"])

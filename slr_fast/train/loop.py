@@ -8,9 +8,12 @@ with the same weights as one that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +22,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from slr_fast.fileio import remove_temp_files, writing
 from slr_fast.train.checkpoint import (
+    RESUME_FIELDS,
     CheckpointError,
     load_checkpoint,
     load_model_weights,
@@ -59,12 +64,15 @@ def param_digest(model: torch.nn.Module) -> str:
 class Trainer:
     """Holds everything a run needs; `run()` trains to the end (or early stop) and writes the report."""
 
-    def __init__(self, config: TrainConfig, resume: str | None = None):
+    def __init__(self, config: TrainConfig, resume: str | None = None, resume_state: dict | None = None):
+        config.validate()  # fields assigned after construction are checked too
         self.cfg = config
+        self.run_dir = Path(resume or config.run_dir)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ValueError(f"--run-dir {self.run_dir}: exists and is not a folder")
         self.rt: Runtime = init_runtime(config.device, config.precision)
         if config.threads and self.rt.device.type == "cpu":
             torch.set_num_threads(config.threads)
-        self.run_dir = Path(resume or config.run_dir)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)
         self.data: RunData = build_data(config, self.rt)
@@ -88,14 +96,23 @@ class Trainer:
         self.best, self.bad_epochs = None, 0
         self.partial = {"loss": 0.0, "n": 0.0, "correct": 0.0}  # running sums of the epoch in progress
         if resume:
-            self._resume()
+            self._resume(resume_state or load_checkpoint(self.run_dir / "last.pt", fields=RESUME_FIELDS))
         elif self.rt.is_main:
             if (self.run_dir / "last.pt").exists():
                 raise ValueError(f"{self.run_dir} already holds a run (last.pt); use --resume {self.run_dir} to "
                                  "continue it or choose another --run-dir")
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with writing(self.run_dir):
+                self.run_dir.mkdir(parents=True, exist_ok=True)
             config.save(self.run_dir / "config.json")
-            (self.run_dir / "metrics.jsonl").write_text("")
+            with writing(self.run_dir / "metrics.jsonl"):
+                (self.run_dir / "metrics.jsonl").write_text("")
+        if self.rt.is_main:
+            self.remove_temp_files()  # left by a process killed mid-write, before this one
+
+    def remove_temp_files(self) -> None:
+        """Delete temporary checkpoint files a killed save left in the run folder."""
+        for name in ("last.pt", "best.pt"):
+            remove_temp_files(self.run_dir, name)
 
     # ---- checkpoints -------------------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -127,29 +144,46 @@ class Trainer:
         if self.rt.is_main:
             save_checkpoint(self.run_dir / name, self._state())
 
-    def _resume(self):
-        st = load_checkpoint(self.run_dir / "last.pt", map_location="cpu")
-        load_model_weights(self.model, st["model"], st["path"])
-        self.opt.load_state_dict(st["optimizer"])
-        self.sched.load_state_dict(st["schedule"])
-        self.scaler.load_state_dict(st["scaler"])
-        if self.ema and st.get("ema"):
-            self.ema.load_state_dict(st["ema"])
-        self.mix_gen.set_state(st["mix_gen"])
-        self.data.train.load_state_dict(st["loader"])
+    def _resume(self, st: dict):
+        """Continue from `st` (checked by load_checkpoint(fields=RESUME_FIELDS)); a state that does not fit this
+        run — an optimizer of other shapes, a generator state torch refuses — is a CheckpointError naming it."""
+        path = st["path"]
+        load_model_weights(self.model, st["model"], path)
+        if bool(self.ema) != (st["ema"] is not None):
+            raise CheckpointError(f"{path}: field 'ema': {'missing' if self.ema else 'present'} although the run's "
+                                  f"config has ema_decay {self.cfg.ema_decay}")
+        with _applying(path, "optimizer"):
+            self.opt.load_state_dict(st["optimizer"])
+            _check_optimizer_shapes(self.opt)
+        with _applying(path, "schedule"):
+            self.sched.load_state_dict(st["schedule"])
+        with _applying(path, "scaler"):
+            self.scaler.load_state_dict(st["scaler"])
+        if self.ema:
+            load_model_weights(self.ema.module, st["ema"]["module"], f"{path}: field 'ema'")
+            self.ema.updates = int(st["ema"]["updates"])
+        with _applying(path, "mix_gen"):
+            self.mix_gen.set_state(st["mix_gen"])
+        with _applying(path, "loader"):
+            self.data.train.load_state_dict(st["loader"])
         self.epoch, self.step = int(st["epoch"]), int(st["step"])
         self.partial = dict(st["partial"])
         self.best, self.bad_epochs = st["best_metric"], int(st["bad_epochs"])
         self.history = list(st["history"])
-        set_rng_state(st["rng"])
+        with _applying(path, "rng"):
+            set_rng_state(st["rng"])
 
     def _init_from(self, path: str):
-        st = load_checkpoint(path, map_location="cpu")
+        st = load_checkpoint(path, map_location="cpu", fields=("model", "model_config", "classes", "layout"))
         same_classes = list(st["classes"]) == list(self.data.classes)
         if not same_classes and not self.cfg.new_head:
             raise CheckpointError(f"{path}: trained on {len(st['classes'])} classes, this stage has "
                                   f"{len(self.data.classes)}; pass --new-head to re-initialise the classifiers")
         skipped = load_model_weights(self.model, st["model"], st["path"], strict=same_classes)
+        beyond = [k for k in skipped if not k.startswith(CLASSIFIER_PREFIXES)]
+        if beyond:
+            raise CheckpointError(f"{path}: weights do not fit this model beyond the classifiers ({len(beyond)} "
+                                  f"tensors, e.g. {beyond[0]}); --new-head only re-initialises the classifiers")
         if self.rt.is_main and skipped:
             print(f"init-from {path}: re-initialised {len(skipped)} classifier tensors ({skipped[0]}, …)")
 
@@ -250,7 +284,7 @@ class Trainer:
                 self._save("best.pt")
             self._save("last.pt")
             if rt.is_main:
-                with open(self.run_dir / "metrics.jsonl", "a") as f:
+                with writing(self.run_dir / "metrics.jsonl"), open(self.run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(rec) + "\n")
                 gap = rec.get("train_acc", math.nan) - rec.get("val_acc", math.nan)
                 print(f"epoch {rec['epoch']}: train loss {rec.get('train_loss', math.nan):.4f} acc "
@@ -267,7 +301,7 @@ class Trainer:
         test = None
         if d.test is not None:
             if (self.run_dir / "best.pt").exists():
-                best = load_checkpoint(self.run_dir / "best.pt")
+                best = load_checkpoint(self.run_dir / "best.pt", fields=("model",))
                 load_model_weights(self.model, best["model"], best["path"])
             test = run_eval(self.model, d.test, rt, d.num_classes, d.classes)
             test["split"] = cfg.data.test_split
@@ -276,24 +310,78 @@ class Trainer:
             summary = {"epochs": self.epoch, "best_metric": self.best, "test": test, "rank_param_digests": digests,
                        "ranks_agree": len(set(digests)) == 1, "kernels": self.model.kernel_report(),
                        "precision": rt.precision, "device": str(rt.device), "world_size": rt.world_size}
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            with writing(self.run_dir / "summary.json"):
+                (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
             if self.history:
-                plot_run(self.history, self.run_dir)
-                write_report(self.history, self.run_dir, cfg.to_dict(), test)
+                with writing(self.run_dir / "report.md"):
+                    plot_run(self.history, self.run_dir)
+                    write_report(self.history, self.run_dir, cfg.to_dict(), test)
         self.data.close()
         return FitResult(self.run_dir, self.history, self.best, test)
 
 
-def fit(config: TrainConfig, resume: str | None = None) -> FitResult:
-    """Train as `config` says (or continue the run in directory `resume`); returns history and test metrics."""
+def fit(config: TrainConfig, resume: str | None = None, progress: bool | None = None) -> FitResult:
+    """Train as `config` says (or continue the run in directory `resume`); returns history and test metrics.
+
+    `progress` overrides the config's progress bar (a resumed run keeps its saved config otherwise). A SIGTERM
+    (torchrun stopping the other ranks after a failure) ends the run like Ctrl-C: temporary files are removed.
+    """
+    state = None
     if resume:
         # A resume continues that run with its own saved config, whatever else was passed.
-        ckpt = Path(resume) / "last.pt"
-        if not ckpt.exists():
-            raise FileNotFoundError(f"{resume}: no last.pt to resume from")
-        config = TrainConfig.from_dict(load_checkpoint(ckpt)["config"])
-    trainer = Trainer(config, resume)
+        run = Path(resume)
+        if not run.is_dir():
+            raise ValueError(f"--resume {resume}: not a run folder")
+        if not (run / "last.pt").exists():
+            raise FileNotFoundError(f"--resume {resume}: no last.pt to resume from")
+        state = load_checkpoint(run / "last.pt", fields=RESUME_FIELDS)
+        config = TrainConfig.from_dict(state["config"])
+    if progress is not None:
+        config.progress = progress
+    with _sigterm_as_exit():
+        trainer = Trainer(config, resume, state)
+        try:
+            return trainer.run()
+        finally:
+            trainer.data.close()
+            if trainer.rt.is_main:
+                trainer.remove_temp_files()
+
+
+# Parameters a new head re-initialises (`--new-head`): the main classifier and the auxiliary ones.
+CLASSIFIER_PREFIXES = ("head.", "aux_heads.")
+
+
+@contextlib.contextmanager
+def _applying(path: str, field_name: str):
+    """Applying a checked checkpoint field to live objects: what torch still refuses becomes a CheckpointError."""
     try:
-        return trainer.run()
+        yield
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: field {field_name!r} does not fit this run ({type(e).__name__}: "
+                              f"{str(e)[:300]})") from e
+
+
+def _check_optimizer_shapes(opt: torch.optim.Optimizer) -> None:
+    # torch checks the group sizes but not the moments' shapes: a wrong one would fail at the first step.
+    for p, st in opt.state.items():
+        for name, t in st.items():
+            if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape != p.shape:
+                raise ValueError(f"state {name!r} of shape {tuple(t.shape)} for a parameter of {tuple(p.shape)}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """Within the block SIGTERM raises SystemExit(143), so finally-blocks run (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
     finally:
-        trainer.data.close()
+        signal.signal(signal.SIGTERM, previous)

@@ -6,6 +6,8 @@ import re
 
 import torch
 
+from slr_fast.train.config import regex_problem
+
 
 def _no_decay(name: str, p: torch.nn.Parameter) -> bool:
     # 1-D tensors are norm weights, biases, residual scales, pooling queries' scales: decaying them toward 0
@@ -19,6 +21,10 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, beta
 
     The first matching pattern wins, e.g. {"^embed": 0.5, "^head": 2.0} for layer-wise rates in fine-tuning.
     """
+    for k in group_lrs or {}:
+        problem = regex_problem(k)
+        if problem:
+            raise ValueError(f"optim.group_lrs: {problem}")
     patterns = [(re.compile(k), float(v)) for k, v in (group_lrs or {}).items()]
     groups: dict[tuple[float, bool], list] = {}
     for name, p in model.named_parameters():

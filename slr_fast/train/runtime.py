@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from slr_fast.train.config import DEVICE_PATTERN, DEVICES
+
 
 @dataclass
 class Runtime:
@@ -35,14 +37,23 @@ class Runtime:
 
 
 def resolve_device(name: str) -> torch.device:
-    """auto → the local CUDA device when present (LOCAL_RANK under torchrun), else CPU."""
+    """auto → the local CUDA device when present (LOCAL_RANK under torchrun), else CPU; anything else must be one
+    of DEVICES and present on this machine."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
+        raise ValueError(f"--device {name!r}: not one of {DEVICES}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
     dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    if dev.type == "mps" and not (torch.backends.mps.is_available()):
+        raise ValueError(f"--device {name}: Apple's MPS backend is not available on this machine")
     return dev
 
 
