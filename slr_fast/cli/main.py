@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
 from slr_fast import __version__
+from slr_fast.fileio import is_no_space, no_space_error
 
 # Each module defines register(subparsers), adding its sub-commands with `set_defaults(func=...)`.
 # func(args) returns an exit code (0 = success).
@@ -20,13 +22,70 @@ COMMAND_MODULES = (
     "slr_fast.cli.ablate",  # ablate: kernel backends side by side
 )
 
+# OSErrors that come from the user's files and machine, not from a bug: printed as one line naming the file.
+USER_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EEXIST,
+                         errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
+                         errno.EIO, errno.ENXIO, errno.ENOTEMPTY, errno.EMFILE, errno.ENFILE})
+MAX_LINE = 2000  # a message quoting a hostile file's contents is cut, never a screenful
+
 
 class UserError(Exception):
     """An error caused by the user's input: printed as one line, exit code 2, no traceback."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose rejections are one line (`slr-fast train: error: … (see slr-fast train --help)`), exit 2,
+    like every other input problem; sub-command parsers are made of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks and runs of blanks folded into single spaces, cut at MAX_LINE characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= MAX_LINE else line[:MAX_LINE] + " …"
+
+
+def at_least(lo: int):
+    """An argparse type: an integer >= `lo`, refused in one line naming the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"{value} is not an integer >= {lo}")
+        return value
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def user_error_line(e: BaseException) -> str | None:
+    """The one line to print for an error the user can act on, or None for a bug (which keeps its traceback)."""
+    if isinstance(e, OSError):
+        if is_no_space(e):
+            if e.strerror and e.strerror.startswith("no space left on"):
+                return one_line(e.strerror)  # already slr_fast.fileio.no_space_error's wording
+            return one_line(no_space_error(e.filename).strerror if e.filename else f"no space left on device: {e}")
+        if e.errno is None:
+            return one_line(str(e))  # raised by slr_fast with a message of its own
+        if e.errno in USER_ERRNOS:
+            where = f"{e.filename} -> {e.filename2}" if e.filename2 else e.filename
+            return one_line(f"{where}: {e.strerror}" if where else f"{e.strerror}")
+        return None
+    if isinstance(e, ValueError | UserError | FloatingPointError):  # the project's error types are ValueErrors
+        return one_line(str(e))
+    registry = sys.modules.get("kernels.registry")  # loaded by whatever could raise its error
+    if registry is not None and isinstance(e, registry.KernelUnavailableError):
+        return one_line(str(e))
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slr-fast", description=__doc__)
+    parser = Parser(prog="slr-fast", description=__doc__)
     parser.add_argument("--version", action="version", version=f"slr-fast {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -42,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError, ValueError) as e:
-        # Input problems (bad files, bad values) end with a message naming the culprit, not a traceback.
-        print(f"slr-fast {args.command}: error: {e}", file=sys.stderr)
+    except Exception as e:
+        # Input problems (bad files, bad values, a full disk) end with a line naming the culprit; bugs keep
+        # their traceback.
+        line = user_error_line(e)
+        if line is None:
+            raise
+        print(f"slr-fast {args.command}: error: {line}", file=sys.stderr)
         return 2

@@ -3,56 +3,96 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from slr_fast.train.config import PRECISIONS, SCHEDULES, TrainConfig
+from slr_fast.cli.main import at_least
+from slr_fast.fileio import regular_file_problem
+from slr_fast.train.config import PRECISIONS, SCHEDULES, ConfigError, TrainConfig, class_list_problem
 
 
 def _classes_arg(value: str | None) -> list[str] | None:
     """`--classes`: a file with one class name per line (or a JSON list), or a comma-separated list."""
     if not value:
         return None
-    p = Path(value)
-    if p.exists():
-        text = p.read_text()
-        names = json.loads(text) if text.lstrip().startswith("[") else [ln.strip() for ln in text.splitlines()]
+    looks_like_file = "," not in value and Path(value).suffix.lower() in (".txt", ".json", ".csv", ".lst")
+    if os.path.lexists(value) or looks_like_file:
+        problem = regular_file_problem(value)
+        if problem:
+            raise ValueError(f"--classes {value}: {problem}")
+        try:
+            text = Path(value).read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"--classes {value}: not a text (UTF-8) file ({e.reason} at byte {e.start})") from e
+        if text.lstrip().startswith("["):
+            try:
+                names = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"--classes {value}: not a valid JSON list ({e})") from e
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"--classes {value}: a JSON list of class names (strings) expected")
+        else:
+            names = text.splitlines()
     else:
         names = value.split(",")
     names = [n for n in (s.strip() for s in names) if n]
-    if not names:
-        raise ValueError(f"--classes {value!r}: no class names")
+    problem = class_list_problem(names)
+    if problem:
+        raise ValueError(f"--classes {value}: {'no class names' if not names else problem}")
     return names
+
+
+# Flag → (section or None, field). The error for a bad flag value names the flag, not only the field.
+FLAGS = {
+    "--store": ("data", "store"), "--frames": ("data", "frames"), "--augment": ("data", "augment"),
+    "--classes": ("data", "classes"), "--preset": ("model", "preset"), "--lr": ("optim", "lr"),
+    "--schedule": ("schedule", "name"), "--mixup": ("loss", "mixup_prob"), "--kernels": (None, "kernels"),
+    "--epochs": (None, "epochs"), "--batch-size": (None, "batch_size"), "--precision": (None, "precision"),
+    "--ema": (None, "ema_decay"), "--seed": (None, "seed"), "--early-stop": (None, "early_stop_patience"),
+    "--run-dir": (None, "run_dir"), "--init-from": (None, "init_from"), "--threads": (None, "threads"),
+    "--device": (None, "device"), "--save-every-steps": (None, "save_every_steps"),
+}
+
+
+def _flag_value(args, flag: str):
+    value = getattr(args, flag[2:].replace("-", "_"))
+    return _classes_arg(value) if flag == "--classes" else value
 
 
 def config_from_args(args) -> TrainConfig:
     """The TrainConfig a `train` command line describes: --config file, then flags, then --set overrides."""
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
     d = cfg.to_dict()
-    flags = {
-        ("data", "store"): args.store, ("data", "frames"): args.frames, ("data", "augment"): args.augment,
-        ("data", "classes"): _classes_arg(args.classes), ("model", "preset"): args.preset,
-        ("optim", "lr"): args.lr, ("schedule", "name"): args.schedule, ("loss", "mixup_prob"): args.mixup,
-        (None, "kernels"): args.kernels, (None, "epochs"): args.epochs, (None, "batch_size"): args.batch_size,
-        (None, "precision"): args.precision, (None, "ema_decay"): args.ema, (None, "seed"): args.seed,
-        (None, "early_stop_patience"): args.early_stop, (None, "run_dir"): args.run_dir,
-        (None, "init_from"): args.init_from, (None, "threads"): args.threads, (None, "device"): args.device,
-        (None, "save_every_steps"): args.save_every_steps,
-    }
-    for (section, key), value in flags.items():
-        if value is not None:
-            (d[section] if section else d)[key] = value
+    given = {flag: v for flag in FLAGS if (v := _flag_value(args, flag)) is not None}
+    for flag, value in given.items():
+        section, key = FLAGS[flag]
+        (d[section] if section else d)[key] = value
     if args.new_head:
         d["new_head"] = True
     if args.no_progress:
         d["progress"] = False
-    return TrainConfig.from_dict(d).override(args.set or [])
+    try:
+        cfg = TrainConfig.from_dict(d)
+    except ConfigError as e:
+        for flag, (section, key) in FLAGS.items():
+            if flag in given and e.expected and e.field == ".".join(["config", *([section] if section else []), key]):
+                raise ConfigError(f"{flag} {given[flag]}: not {e.expected} ({e.field})", e.field, e.value,
+                                  e.expected) from e
+        raise
+    return cfg.override(args.set or [])
 
 
 def cmd_train(args) -> int:
     from slr_fast.train.loop import fit
 
     if args.resume:
-        result = fit(TrainConfig(), resume=args.resume)
+        # The run continues with its saved config: a flag that would change it is refused, not silently ignored.
+        ignored = [f for f in (*FLAGS, "--config", "--set", "--new-head") if f != "--resume"
+                   and getattr(args, f[2:].replace("-", "_")) not in (None, False)]
+        if ignored:
+            raise ValueError(f"--resume {args.resume} continues the run with its saved config; drop "
+                             f"{', '.join(ignored)} (or start a new run with --init-from)")
+        result = fit(TrainConfig(), resume=args.resume, progress=False if args.no_progress else None)
     else:
         result = fit(config_from_args(args))
     if result.test:
@@ -114,7 +154,7 @@ def register(sub) -> None:
     p.add_argument("--early-stop", type=int, metavar="PATIENCE")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--save-every-steps", type=int, help="also checkpoint every N steps mid-epoch")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last.pt")
     p.add_argument("--init-from", metavar="CKPT", help="start a fine-tuning stage from a checkpoint's weights")
@@ -133,11 +173,12 @@ def register(sub) -> None:
     common(e)
     e.add_argument("--store", required=True)
     e.add_argument("--split", default="test", help="train | val | test | '' for all sequences")
-    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--batch-size", type=at_least(1), default=256)
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("predict", help="top-k signs for GISLR parquet or .pose files")
     common(r)
     r.add_argument("files", nargs="+")
-    r.add_argument("--top-k", type=int, default=5)
+    r.add_argument("--top-k", type=at_least(1), default=5, help="signs listed per file (default: 5; at most the "
+                   "checkpoint's number of classes)")
     r.set_defaults(func=cmd_predict)
