@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from slr_fast.cli.main import at_least
+from slr_fast.train.config import MAX_FRAMES
+
 
 def cmd_ablate(args) -> int:
     from slr_fast.ablate import AblationSetup, parse_grid, run_ablation
@@ -26,12 +29,12 @@ def register(sub) -> None:
                    help="time: fixed training steps per config; train: a full training run per config")
     p.add_argument("--out", default="ablation", help="output folder (default ./ablation)")
     p.add_argument("--preset", default="tiny", choices=["tiny", "base"])
-    p.add_argument("--frames", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=20, help="timed steps per config (time mode)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=5, help="epochs per config (train mode)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=at_least(1, MAX_FRAMES), default=32)
+    p.add_argument("--batch-size", type=at_least(1), default=32)
+    p.add_argument("--steps", type=at_least(1), default=20, help="timed steps per config (time mode)")
+    p.add_argument("--warmup", type=at_least(0), default=3)
+    p.add_argument("--epochs", type=at_least(1), default=5, help="epochs per config (train mode)")
+    p.add_argument("--seed", type=at_least(0), default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--reference", default="torch", help="KernelConfig the logit differences are measured against")
     p.set_defaults(func=cmd_ablate)

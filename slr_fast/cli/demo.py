@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+from slr_fast.cli.main import at_least
+
 # Demo training settings, chosen by measurement on 2 CPU cores (README: "The main job").
 DEMO_TRAIN = {
     "epochs": 30,
@@ -59,8 +61,8 @@ def cmd_demo(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the main job on the embedded synthetic dataset: synth, train, eval, report")
     p.add_argument("--out", default="demo", help="folder for the store and the run (default: ./demo)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, help=f"training epochs (default {DEMO_TRAIN['epochs']})")
+    p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("--epochs", type=at_least(1), help=f"training epochs (default {DEMO_TRAIN['epochs']})")
     p.add_argument("--kernels", default="auto")
     p.add_argument("--fresh", action="store_true", help="regenerate the synthetic store even if present")
     p.add_argument("--no-progress", action="store_true")

@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from slr_fast.cli.main import at_least, readable_file_problem
+from slr_fast.fileio import writing
+
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Run `info`: print the store's statistics as text or JSON."""
@@ -34,8 +37,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     from slr_fast.store import KeypointStore
     from slr_fast.viz import draw_sequence
 
-    if args.frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    out = image_path(args.out)
+    if args.augment is not None:
+        problem = readable_file_problem(args.augment, "--augment")
+        if problem:
+            raise ValueError(problem)
     store = KeypointStore.open(args.store)
     n = len(store)
     if not -n <= args.index < n:
@@ -59,12 +65,29 @@ def cmd_show(args: argparse.Namespace) -> int:
     fig.suptitle(f"#{i} {store.seq_ids[i]}  class {store.classes[label]}  signer {int(store.signers[i])}  "
                  f"{split}  {frames.shape[0]} frames", fontsize=9)
     fig.tight_layout()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=args.dpi)
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=args.dpi)
     plt.close(fig)
     print(f"wrote {out}")
     return 0
+
+
+def image_path(value: str) -> Path:
+    """The file `show --out VALUE` writes: VALUE, or VALUE.png when it has no extension (what matplotlib would
+    write); a folder or a format matplotlib cannot write is refused before anything is drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    out = Path(value)
+    if out.is_dir():
+        raise ValueError(f"--out {value}: is a folder; name the image file, e.g. {out / 'sequence.png'}")
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if not out.suffix:
+        return out.with_name(out.name + ".png")
+    if out.suffix[1:].lower() not in formats:
+        raise ValueError(f"--out {value}: matplotlib cannot write {out.suffix!r} images; use one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
+    return out
 
 
 def register(subparsers) -> None:
@@ -82,7 +105,8 @@ def register(subparsers) -> None:
     s.add_argument("store", metavar="STORE", help="keypoint store (folder or fsspec URL)")
     s.add_argument("--index", type=int, required=True, metavar="I", help="sequence number (negative counts back)")
     s.add_argument("--out", required=True, metavar="FILE.png", help="image to write")
-    s.add_argument("--frames", type=int, default=6, metavar="K", help="frames to draw, evenly spread (default: 6)")
+    s.add_argument("--frames", type=at_least(1, 100), default=6, metavar="K",
+                   help="frames to draw, evenly spread (default: 6)")
     s.add_argument("--frame-ids", type=_frame_ids, default=None, metavar="A,B,..",
                    help="draw these frame numbers instead of --frames evenly spread ones")
     s.add_argument("--augment", metavar="PIPELINE", default=None,
@@ -90,5 +114,6 @@ def register(subparsers) -> None:
                         "file or JSON text; rows show the engine's frames before/after")
     s.add_argument("--seed", type=int, default=0, help="augmentation seed for --augment (default: 0)")
     s.add_argument("--epoch", type=int, default=0, help="augmentation epoch for --augment (default: 0)")
-    s.add_argument("--dpi", type=int, default=110, help="image resolution (default: %(default)s)")
+    s.add_argument("--dpi", type=at_least(10, 1200), default=110,
+                   help="image resolution, 10 to 1200 (default: %(default)s)")
     s.set_defaults(func=cmd_show)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import math
 import sys
 
 from slr_fast import __version__
@@ -47,20 +48,55 @@ def one_line(text: str) -> str:
     return line if len(line) <= MAX_LINE else line[:MAX_LINE] + " …"
 
 
-def at_least(lo: int):
-    """An argparse type: an integer >= `lo`, refused in one line naming the value."""
+def at_least(lo: int, hi: int | None = None):
+    """An argparse type: an integer >= `lo` (and <= `hi`), refused in one line naming the value."""
+    expected = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"{value} is not an integer >= {lo}")
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"{value} is not {expected}")
         return value
 
-    parse.__name__ = f"integer >= {lo}"
+    parse.__name__ = expected
     return parse
+
+
+def finite(lo: float | None = None, hi: float | None = None, lo_open: bool = False):
+    """An argparse type: a finite number in [lo, hi] (`lo_open`: above lo), refused in one line naming the value."""
+    low = "" if lo is None else f"{'>' if lo_open else '>='} {lo:g}"
+    expected = (f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]" if lo is not None and hi is not None
+                else f"a finite number {low}".strip())
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        bad = not math.isfinite(value) or (lo is not None and (value < lo or (lo_open and value == lo))) or (
+            hi is not None and value > hi)
+        if bad:
+            raise argparse.ArgumentTypeError(f"{text} is not {expected}")
+        return value
+
+    parse.__name__ = expected
+    return parse
+
+
+def readable_file_problem(spec: str, what: str) -> str | None:
+    """For an option that takes a file or a name: why `spec`, if it names an existing path, cannot be read as a
+    file (a FIFO would block the reader, a folder fails obscurely); None for a regular file or no file at all."""
+    import os
+
+    from slr_fast.fileio import regular_file_problem
+
+    if not os.path.lexists(spec):
+        return None
+    problem = regular_file_problem(spec)
+    return f"{what} {spec}: {problem}" if problem else None
 
 
 def user_error_line(e: BaseException) -> str | None:
