@@ -114,6 +114,15 @@ class Layout:
             start += p.size
         return out
 
+    def point_name(self, point: int) -> str:
+        """Point `point` of a frame in words, for messages: e.g. "left_hand 3 (left_hand landmark 3)"."""
+        start = 0
+        for p in self.parts:
+            if point < start + p.size:
+                return f"{p.name} {point - start} ({p.source} landmark {p.indices[point - start]})"
+            start += p.size
+        raise IndexError(f"point {point} outside the layout's {self.num_points} points")
+
     def part_ids(self) -> np.ndarray:
         """(P,) int32: the part number of every point."""
         return np.concatenate([np.full(p.size, i, np.int32) for i, p in enumerate(self.parts)])

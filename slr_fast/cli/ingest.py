@@ -17,7 +17,20 @@ def _fractions(value: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(f"{value!r}: expected three numbers like 0.8,0.1,0.1") from e
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"{value!r}: expected three numbers (train,val,test), got {len(parts)}")
+    if not all(0 <= p <= 1 for p in parts) or abs(sum(parts) - 1) > 1e-6:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{value!r}: expected three fractions between 0 and 1 summing to 1")
     return parts  # type: ignore[return-value]
+
+
+def _positive(value: str) -> int:
+    """A count that must be at least 1 (--workers, --limit, --max-frames)."""
+    try:
+        n = int(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from e
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be at least 1")
+    return n
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -28,7 +41,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", metavar="FILE",
                    help="class map fixing the class ids: JSON {sign: id} (GISLR sign_to_prediction_index_map.json), "
                         "JSON list, or text one sign per line (default: signs sorted by name)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
                    help="reader threads (default: one per core, at most 8)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable/invalid files and list each with its reason at the end (default: stop at "
@@ -52,11 +65,12 @@ def cmd_gislr(args: argparse.Namespace) -> int:
     """Run `ingest gislr`."""
     from slr_fast.ingest import ingest_gislr
 
+    max_frames = {} if args.max_frames is None else {"max_frames": args.max_frames}
     report = ingest_gislr(args.source, args.out, layout=get_layout(args.layout), classes=args.classes,
                           workers=args.workers, skip_bad=args.skip_bad, split_by_signer=args.split_by_signer,
                           split_fractions=args.split_fractions, unknown_signers=args.unknown_signers,
-                          limit=args.limit, verify=not args.no_verify, engine=args.engine,
-                          overwrite=args.overwrite, progress=not args.no_progress)
+                          limit=args.limit, verify=not args.no_verify, overwrite=args.overwrite,
+                          progress=not args.no_progress, **max_frames)
     return _finish(report)
 
 
@@ -84,13 +98,12 @@ def register(subparsers) -> None:
                                    "id = sequence_id.")
     g.add_argument("source", metavar="DIR", help="folder holding train.csv, or the csv itself")
     _common(g)
-    g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N csv rows")
+    g.add_argument("--limit", type=_positive, default=None, metavar="N", help="only the first N csv rows")
     g.add_argument("--no-verify", action="store_true",
                    help="trust the 543-row order instead of checking every row's type/landmark_index "
                         "(~30%% less CPU per file)")
-    g.add_argument("--engine", choices=("auto", "pyarrow"), default="auto",  # slr_fast.ingest.gislr.ENGINES
-                   help="parquet reader: auto = the compiled reader, with pyarrow for files it does not handle "
-                        "(default); pyarrow = pyarrow for every file")
+    g.add_argument("--max-frames", type=_positive, default=None, metavar="N",
+                   help="refuse files declaring more frames than this, before reading them (default: 20000)")
     g.set_defaults(func=cmd_gislr)
 
     p = sub.add_parser("pose", help="pose-format .pose files (MediaPipe Holistic)",

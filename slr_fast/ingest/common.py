@@ -7,6 +7,7 @@ order, so the store is byte-for-byte the same whatever the worker count.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -19,6 +20,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from slr_fast.fileio import regular_file_problem
 from slr_fast.layout import Layout
 
 T = TypeVar("T")
@@ -68,10 +70,13 @@ class IngestReport:
 def load_classes(path: str | os.PathLike) -> list[str]:
     """Class names in id order from a sign map: JSON {sign: id}, JSON [sign, ...], or text with one sign per line."""
     path = Path(path)
+    problem = regular_file_problem(path)
+    if problem:
+        raise IngestError(path, f"class map: {problem}")
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise IngestError(path, f"cannot read class map: {e.strerror or e}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise IngestError(path, f"cannot read class map: {getattr(e, 'strerror', None) or e}") from e
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
@@ -119,14 +124,21 @@ def check_unique_ids(csv_path: str | os.PathLike, entries: Sequence[SourceEntry]
 
 
 def check_frames(path: str | os.PathLike, frames: np.ndarray, layout: Layout) -> np.ndarray:
-    """Reject empty or all-NaN sequences and wrong shapes; returns the frames unchanged."""
+    """Reject wrong shapes, empty or all-NaN sequences and infinite values; returns the frames unchanged."""
     expected = (layout.num_points, layout.num_channels)
     if frames.ndim != 3 or frames.shape[1:] != expected:
         raise IngestError(path, f"frames have shape {frames.shape}, layout {layout.name!r} needs (T, *{expected})")
     if frames.shape[0] == 0:
         raise IngestError(path, "empty sequence: no frames")
-    if np.isnan(frames[0]).all() and np.isnan(frames).all():  # the first frame usually settles it
+    finite = np.isfinite(frames)
+    if not finite.any():
         raise IngestError(path, f"all-NaN sequence: no point of layout {layout.name!r} is detected in any frame")
+    infinite = ~finite & ~np.isnan(frames)
+    if infinite.any():
+        f, p, c = (int(i) for i in np.argwhere(infinite)[0])
+        raise IngestError(path, f"infinite coordinate ({frames[f, p, c]}) at frame {f}, point {p} "
+                                f"({layout.point_name(p)}), channel {layout.channels[c]!r}; undetected points "
+                                f"must be NaN")
     return frames
 
 
@@ -179,6 +191,24 @@ class SourceEntry:
     signer: int = -1  # -1 = unknown
     seq_id: str | None = None
     split: int = -1  # -1 none, 0 train, 1 val, 2 test
+    problem: str | None = None  # why the labels make this file unusable (e.g. a bad signer id); None = fine
+
+
+# Signer ids are stored as int32; -1 means unknown.
+_SIGNER_MAX = 2**31 - 1
+
+
+def signer_problem(raw: str | None, what: str) -> tuple[int, str | None]:
+    """(signer id, None) for a usable id in a labels file, else (-1, why): not an integer, below -1 or beyond
+    int32. `what` names the field and place, e.g. "participant_id on line 7 of train.csv"."""
+    text = (raw or "").strip()
+    try:
+        value = int(text)
+    except ValueError:
+        return -1, f"{what} is {raw!r}, not an integer"
+    if not -1 <= value <= _SIGNER_MAX:
+        return -1, f"{what} is {value}, outside -1 (unknown) .. {_SIGNER_MAX}"
+    return value, None
 
 
 def write_entries(out: str | os.PathLike, entries: Sequence[SourceEntry],
@@ -195,27 +225,58 @@ def write_entries(out: str | os.PathLike, entries: Sequence[SourceEntry],
     start = time.perf_counter()
     class_id = {c: i for i, c in enumerate(classes)}
     report = IngestReport(out=str(out), classes=list(classes))
-    workers = default_workers() if workers is None else max(1, int(workers))
+    if workers is not None and int(workers) < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    workers = default_workers() if workers is None else int(workers)
+
+    def label_problem(e: SourceEntry) -> str | None:
+        if e.problem:
+            return e.problem
+        if e.sign is None:
+            return f"no label: the file is not listed in {provenance.get('source', 'the labels')}"
+        if e.sign not in class_id:
+            return f"unknown sign {e.sign!r} (not among the {len(class_id)} classes of the class map)"
+        return None
+
+    if not skip_bad:  # a bad label fails before any file is read, not after thousands
+        for e in entries:
+            problem = label_problem(e)
+            if problem:
+                raise IngestError(e.path, problem)
 
     def load(e: SourceEntry) -> np.ndarray:
-        if e.sign is None:
-            raise IngestError(e.path, f"no label: the file is not listed in {provenance.get('source', 'the labels')}")
-        if e.sign not in class_id:
-            raise IngestError(e.path, f"unknown sign {e.sign!r} (not among the {len(class_id)} classes of the "
-                                      f"class map)")
+        problem = label_problem(e)
+        if problem:
+            raise IngestError(e.path, problem)
         return read(e)
 
-    with StoreWriter(out, layout=layout, classes=list(classes), provenance=provenance, overwrite=overwrite,
-                     total=len(entries), progress=progress) as writer:
-        for e, result in ordered_map(load, entries, workers):
+    results = ordered_map(load, entries, workers)
+    # The first result starts the readers; creating the store (importing zarr, ~0.3 s) then overlaps their work.
+    first = next(results, None)
+    try:
+        writer = StoreWriter(out, layout=layout, classes=list(classes), provenance=provenance, overwrite=overwrite,
+                             total=len(entries), progress=progress)
+    except BaseException:
+        results.close()  # stop the readers: nothing will consume their work
+        raise
+    with writer:
+        for e, result in itertools.chain([first] if first else [], results):
             if isinstance(result, BaseException):
-                if not isinstance(result, IngestError):  # an unexpected failure still names its file
-                    result = IngestError(e.path, f"{type(result).__name__}: {result}")
+                if not isinstance(result, IngestError):  # a bug, not a bad file: keep its traceback
+                    if hasattr(result, "add_note"):
+                        result.add_note(f"while reading {e.path}")
+                    raise result
                 if not skip_bad:
                     raise result
                 report.skipped.append((result.path, result.problem))
                 continue
-            writer.append(result, class_id[e.sign], signer=e.signer, seq_id=e.seq_id, split=e.split)
+            try:
+                writer.append(result, class_id[e.sign], signer=e.signer, seq_id=e.seq_id, split=e.split)
+            except ValueError as err:  # the writer's own checks (shape, values, id): a bad file, named as such
+                if not skip_bad:
+                    raise IngestError(e.path, str(err)) from err
+                report.skipped.append((str(e.path), str(err)))
+                continue
             report.written += 1
             report.frames += len(result)
         if report.written == 0:

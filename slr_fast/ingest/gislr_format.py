@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from slr_fast.layout import GISLR_OFFSETS, GISLR_ROWS_PER_FRAME, SOURCE_SIZES
@@ -47,6 +46,8 @@ def write_gislr_file(path: str | os.PathLike, frames543: np.ndarray, frame_start
     frames543 = np.asarray(frames543, dtype=np.float64)
     if frames543.ndim != 3 or frames543.shape[1:] != (GISLR_ROWS_PER_FRAME, 3):
         raise ValueError(f"{path}: frames must have shape (T, 543, 3), got {frames543.shape}")
+    import pyarrow.compute as pc  # here, not at import: it costs ~0.5 s, and readers never need it
+
     t = frames543.shape[0]
     frame = np.repeat(np.arange(frame_start, frame_start + t, dtype=np.int16), GISLR_ROWS_PER_FRAME)
     type_names = pa.array(np.tile(np.asarray(GISLR_TYPES)[ROW_TYPE_CODE], t))
@@ -90,10 +91,13 @@ def synthetic_gislr_frames(rng: np.random.Generator, num_frames: int, p_no_hand:
 
 
 def write_gislr_dataset(root: str | os.PathLike, num_files: int, *, min_frames: int = 20, max_frames: int = 100,
-                        num_signs: int = 10, num_signers: int = 5, seed: int = 0) -> Path:
+                        num_signs: int = 10, num_signers: int = 5, seed: int = 0,
+                        real_lengths: bool = False) -> Path:
     """Write a GISLR-format corpus (train.csv + train_landmark_files/<signer>/<seq>.parquet); returns the csv path.
 
-    Signs are named "sign000"...; signers get GISLR-like five-digit participant ids.
+    Signs are named "sign000"...; signers get GISLR-like five-digit participant ids. Lengths are uniform in
+    min_frames..max_frames, or with `real_lengths` spread like the real corpus's (median ~18 frames, a long tail:
+    log-normal, clipped to min_frames..max_frames).
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -104,7 +108,10 @@ def write_gislr_dataset(root: str | os.PathLike, num_files: int, *, min_frames: 
         seq = 1000000 + i
         rel = Path("train_landmark_files") / str(signer) / f"{seq}.parquet"
         (root / rel.parent).mkdir(parents=True, exist_ok=True)
-        t = int(rng.integers(min_frames, max_frames + 1))
+        if real_lengths:
+            t = int(np.clip(round(rng.lognormal(np.log(18), 0.8)), min_frames, max_frames))
+        else:
+            t = int(rng.integers(min_frames, max_frames + 1))
         write_gislr_file(root / rel, synthetic_gislr_frames(rng, t), frame_start=int(rng.integers(0, 50)))
         rows.append((rel.as_posix(), signer, seq, f"sign{int(rng.integers(num_signs)):03d}"))
     csv_path = root / "train.csv"

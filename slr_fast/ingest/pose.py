@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from slr_fast.fileio import regular_file_problem
 from slr_fast.ingest.common import (
     IngestError,
     IngestReport,
@@ -32,6 +34,7 @@ from slr_fast.ingest.common import (
     check_frames,
     check_unique_ids,
     resolve_classes,
+    signer_problem,
     write_entries,
 )
 from slr_fast.layout import DEFAULT_LAYOUT, SOURCE_SIZES, Layout
@@ -114,10 +117,11 @@ def read_pose_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *, 
         from pose_format import Pose
     except ImportError as e:
         raise ImportError("reading .pose files needs pose-format: pip install 'slr-fast[pose]'") from e
+    problem = regular_file_problem(path)
+    if problem:
+        raise IngestError(path, problem)
     try:
         data = Path(path).read_bytes()
-    except FileNotFoundError as e:
-        raise IngestError(path, "file not found") from e
     except OSError as e:
         raise IngestError(path, f"unreadable file: {e.strerror or e}") from e
     try:
@@ -162,20 +166,26 @@ def read_pose_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *, 
     return check_frames(path, xyz.astype(np.float32), layout)
 
 
-def _signer_ids(csv_path: Path, raw: list[str]) -> tuple[list[int], list[str] | None]:
-    """Signer column -> ids: integers kept as they are; names numbered in sorted order (names returned)."""
+def _signer_ids(csv_path: Path, raw: list[str]) -> tuple[list[int], list[str | None], list[str] | None]:
+    """Signer column -> (ids, per-row problems, names): integer ids are kept (and checked, a bad one makes its
+    file a bad file); a column of names is numbered in sorted name order (names returned)."""
     present = [s for s in raw if s != ""]
-    if all(s.isdigit() for s in present):
-        return [int(s) if s != "" else -1 for s in raw], None
+    if all(s.lstrip("-").isdigit() for s in present):
+        checked = [signer_problem(s, f"signer on line {line} of {csv_path.name}") if s != "" else (-1, None)
+                   for line, s in enumerate(raw, start=2)]
+        return [c[0] for c in checked], [c[1] for c in checked], None
     names = sorted(set(present))
     ids = {n: i for i, n in enumerate(names)}
-    return [ids[s] if s != "" else -1 for s in raw], names
+    return [ids[s] if s != "" else -1 for s in raw], [None] * len(raw), names
 
 
 def read_pose_labels(csv_path: str | os.PathLike) -> tuple[list[SourceEntry], list[str] | None]:
     """Parse a labels CSV `file,sign[,signer][,split][,seq_id]` (files relative to its folder); returns entries and
     signer names when signers are given as names."""
     csv_path = Path(csv_path)
+    problem = regular_file_problem(csv_path)
+    if problem:
+        raise IngestError(csv_path, problem)
     try:
         with open(csv_path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -185,17 +195,15 @@ def read_pose_labels(csv_path: str | os.PathLike) -> tuple[list[SourceEntry], li
                 raise IngestError(csv_path, f"missing column(s) {missing}; found {header} (expected "
                                             f"file,sign[,signer][,split][,seq_id])")
             rows = list(reader)
-    except FileNotFoundError as e:
-        raise IngestError(csv_path, "file not found") from e
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise IngestError(csv_path, f"unreadable csv: {e}") from e
     if not rows:
         raise IngestError(csv_path, "no rows")
-    signers, names = _signer_ids(csv_path, [(r.get("signer") or "").strip() for r in rows])
+    signers, problems, names = _signer_ids(csv_path, [(r.get("signer") or "").strip() for r in rows])
     from slr_fast.store import split_code
 
     entries = []
-    for line, (row, signer) in enumerate(zip(rows, signers, strict=True), start=2):
+    for line, (row, signer, problem) in enumerate(zip(rows, signers, problems, strict=True), start=2):
         file, sign = (row.get("file") or "").strip(), (row.get("sign") or "").strip()
         if not file or not sign:
             raise IngestError(csv_path, f"line {line}: empty file or sign")
@@ -204,7 +212,7 @@ def read_pose_labels(csv_path: str | os.PathLike) -> tuple[list[SourceEntry], li
         except ValueError as e:
             raise IngestError(csv_path, f"line {line}: {e}") from e
         path = (csv_path.parent / file).absolute()
-        entries.append(SourceEntry(path, sign, signer, (row.get("seq_id") or "").strip() or file, split))
+        entries.append(SourceEntry(path, sign, signer, (row.get("seq_id") or "").strip() or file, split, problem))
     check_unique_ids(csv_path, entries, "seq_id (default: file)")
     return entries, names
 
@@ -228,7 +236,7 @@ def _match_files(files: list[str | os.PathLike], entries: list[SourceEntry], csv
         if e is None:
             # Kept as an entry whose sign cannot resolve, so --skip-bad reports it like any other bad file.
             e = SourceEntry(p, None, -1, str(p), -1)
-        out.append(SourceEntry(p, e.sign, e.signer, e.seq_id, e.split))
+        out.append(replace(e, path=p))
     if not out:
         raise IngestError(csv_path, f"no .pose files among {[str(f) for f in files]}")
     return out
@@ -256,9 +264,11 @@ def ingest_pose(files: list[str | os.PathLike] | None, labels_csv: str | os.Path
             raise IngestError(csv_path, "has a split column; drop --split-by-signer or the column")
         from slr_fast.store import signer_split
 
-        codes = signer_split(np.array([e.signer for e in chosen], np.int64), split_fractions, seed=split_by_signer,
-                             unknown=unknown_signers)
-        chosen = [SourceEntry(e.path, e.sign, e.signer, e.seq_id, int(s)) for e, s in zip(chosen, codes, strict=True)]
+        good = [i for i, e in enumerate(chosen) if e.problem is None]
+        codes = signer_split(np.array([chosen[i].signer for i in good], np.int64), split_fractions,
+                             seed=split_by_signer, unknown=unknown_signers)
+        for i, c in zip(good, codes, strict=True):
+            chosen[i] = replace(chosen[i], split=int(c))
         split_rule = f"signer_split fractions={list(split_fractions)} seed={split_by_signer}"
     provenance = {
         "source_format": "pose", "source": str(csv_path), "layout_name": layout.name, "coords": coords,

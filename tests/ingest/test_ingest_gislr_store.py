@@ -159,18 +159,68 @@ def test_all_files_bad_is_an_error(gislr_corpus, tmp_path):
     assert not (tmp_path / "s.zarr").exists()
 
 
-@pytest.mark.parametrize("content, message", [
-    ("path,participant_id,sign\na.parquet,1,hello\n", r"missing column\(s\) \['sequence_id'\]"),
-    ("path,participant_id,sequence_id,sign\na.parquet,p1,5,hello\n", "line 2: participant_id 'p1'"),
-    ("path,participant_id,sequence_id,sign\n", "no rows"),
-    ("path,participant_id,sequence_id,sign,split\na.parquet,1,5,hello,dev\n", "line 2: unknown split 'dev'"),
-    ("path,participant_id,sequence_id,sign\na.parquet,1,5,hi\nb.parquet,1,5,hi\n", "line 3: sequence_id '5' repeats"),
+@pytest.mark.parametrize("content, message, names", [
+    ("path,participant_id,sign\na.parquet,1,hello\n", r"missing column\(s\) \['sequence_id'\]", "train.csv"),
+    ("path,participant_id,sequence_id,sign\n", "no rows", "train.csv"),
+    ("path,participant_id,sequence_id,sign\na.parquet,1,5,hi\nb.parquet,1,5,hi\n", "line 3: sequence_id '5' repeats",
+     "train.csv"),
+    # A row's own problem makes its file a bad file: named by the file, the csv line given in the reason.
+    ("path,participant_id,sequence_id,sign\na.parquet,p1,5,hello\n",
+     "participant_id on line 2 of train.csv is 'p1', not an integer", "a.parquet"),
+    ("path,participant_id,sequence_id,sign,split\na.parquet,1,5,hello,dev\n", "unknown split 'dev' on line 2",
+     "a.parquet"),
+    ("path,participant_id,sequence_id,sign\na.parquet,-2,5,hello\n", "participant_id on line 2 of train.csv is -2",
+     "a.parquet"),
+    ("path,participant_id,sequence_id,sign\na.parquet,99999999999,5,hello\n",
+     r"is 99999999999, outside -1 \(unknown\) .. 2147483647", "a.parquet"),
 ])
-def test_bad_csv(tmp_path, content, message):
+def test_bad_csv(tmp_path, content, message, names):
     path = tmp_path / "train.csv"
     path.write_text(content)
     with pytest.raises(IngestError, match=message) as info:
         ingest_gislr(tmp_path, tmp_path / "s.zarr", progress=False)
-    assert str(path) in str(info.value)
+    assert info.value.path == str(tmp_path / names)
     with pytest.raises(IngestError, match="expected a GISLR folder"):
         ingest_gislr(tmp_path / "nowhere", tmp_path / "s.zarr", progress=False)
+
+
+def test_bad_rows_are_found_before_any_file_is_read(gislr_corpus, tmp_path, monkeypatch):
+    """A bad participant id on the last row stops the ingest up front, not after every file was read."""
+    csv_path = _copy(gislr_corpus, tmp_path)
+    lines = csv_path.read_text().splitlines()
+    last = lines[-1].split(",")
+    last[1] = "-7"
+    csv_path.write_text("\n".join(lines[:-1] + [",".join(last)]) + "\n")
+    import slr_fast.ingest.gislr as gislr
+
+    reads = []
+    monkeypatch.setattr(gislr, "read_gislr_file", lambda *a, **k: reads.append(a) or pytest.fail("file read"))
+    with pytest.raises(IngestError, match=f"line {len(lines)} of train.csv is -7"):
+        ingest_gislr(csv_path, tmp_path / "s.zarr", progress=False)
+    assert not reads and not (tmp_path / "s.zarr").exists()
+
+
+def test_skip_bad_lists_bad_rows_and_bad_values_by_file(gislr_corpus, tmp_path):
+    """--skip-bad skips what used to abort the whole ingest: a signer id < -1, one beyond int32, inf values."""
+    from slr_fast.ingest import write_gislr_file
+    from slr_fast.ingest.gislr_format import synthetic_gislr_frames
+
+    csv_path = _copy(gislr_corpus, tmp_path)
+    entries = read_gislr_csv(csv_path)
+    lines = csv_path.read_text().splitlines()
+    for row, value in ((2, "-5"), (5, "99999999999")):  # entries[row] is csv line row + 2
+        cells = lines[row + 1].split(",")
+        cells[1] = value
+        lines[row + 1] = ",".join(cells)
+    csv_path.write_text("\n".join(lines) + "\n")
+    frames = synthetic_gislr_frames(np.random.default_rng(0), 4, p_no_hand=0.0)
+    frames[2, 470, 0] = np.inf  # left hand point 2, x
+    write_gislr_file(entries[8].path, frames)
+    report = ingest_gislr(csv_path, tmp_path / "s.zarr", skip_bad=True, split_by_signer=0, progress=False)
+    skipped = dict(report.skipped)
+    assert set(skipped) == {str(entries[i].path) for i in (2, 5, 8)}
+    assert "line 4 of train.csv is -5" in skipped[str(entries[2].path)]
+    assert "is 99999999999, outside" in skipped[str(entries[5].path)]
+    assert "coordinate x=inf at frame 2, point 42 (left_hand 2" in skipped[str(entries[8].path)]
+    store = KeypointStore.open(tmp_path / "s.zarr")
+    assert len(store) == len(entries) - 3 and store.signers.min() >= 0
