@@ -224,11 +224,10 @@ class OptimConfig(_Checked):
 
     def _relations(self) -> None:
         w = self.WHERE
-        if isinstance(self.betas, list):
-            self.betas = tuple(self.betas)  # JSON gives a list
         beta = Rule(float, lo=0, hi=1, hi_open=True)
-        if not isinstance(self.betas, tuple) or len(self.betas) != 2 or not all(map(beta.accepts, self.betas)):
+        if not isinstance(self.betas, list | tuple) or len(self.betas) != 2 or not all(map(beta.accepts, self.betas)):
             raise ConfigError.bad_value(f"{w}.betas", self.betas, "two numbers in [0, 1)")
+        self.betas = tuple(self.betas)  # JSON gives a list
         if not isinstance(self.group_lrs, dict):
             raise ConfigError.bad_value(f"{w}.group_lrs", self.group_lrs, "a mapping of regex to lr multiplier")
         for pattern, mult in self.group_lrs.items():
