@@ -16,6 +16,7 @@ from slr_fast.store.publish import recover
 from slr_fast.store.schema import (
     ARRAYS,
     ATTRS_KEY,
+    CHECKSUMS_KEY,
     FRAMES_CRC,
     SPLITS,
     StoreError,
@@ -146,8 +147,14 @@ class KeypointStore:
                                (*ARRAYS, FRAMES_CRC))
         try:
             group = zarr.open_group(zstore, mode="r")
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as e:
-            raise StoreError(f"{where}: no keypoint store there ({type(e).__name__}: {e})") from e
+        except FileNotFoundError as e:
+            absent = not is_url(path_or_url) and not Path(path_or_url).exists()
+            why = "nothing at that path" if absent else "no zarr.json"
+            raise StoreError(f"{where}: no keypoint store there ({why})") from e
+        except (zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError,
+                zarr.errors.ContainsArrayError) as e:
+            raise StoreError(f"{where}: no keypoint store there (no zarr.json describing a zarr v3 group: "
+                             f"{type(e).__name__})") from e
         except Exception as e:  # garbage, truncated or wrong-schema zarr.json
             raise StoreError(f"{where}: cannot read the group's metadata (zarr.json): {type(e).__name__}: {e}") from e
         if group.metadata.zarr_format != 3:
@@ -168,6 +175,10 @@ class KeypointStore:
             check_array_meta(where, name, arr, layout)
             arrays[name] = arr
         frames = arrays.pop("frames")
+        if checksums is None and any(c.to_dict().get("name") == "crc32c" for c in frames.metadata.codecs):
+            # Only stores written with checksums have the crc32c codec: the attribute was removed, not never there.
+            raise StoreError(f"{where}: the frames were written with checksums but the {CHECKSUMS_KEY!r} attribute "
+                             f"that records them is gone")
         index = {name: _read(where, repr(name), lambda a=arr: a[...], lambda a=arr, n=name: _locate_index(a, n))
                  for name, arr in arrays.items()}
         ids = index["seq_id"].tolist()
@@ -267,10 +278,13 @@ class KeypointStore:
         """The recorded crc32c of each frames chunk (uint32), or None for a store written before checksums."""
         if self._checksums is None or self._chunk_crcs is not None:
             return self._chunk_crcs
-        arr = self._group.get(FRAMES_CRC) if self._group is not None else None
-        if arr is None:
+        arr = None
+        if self._group is not None:
+            arr = _zarr_meta(self.where, f"array {FRAMES_CRC!r} (its metadata {FRAMES_CRC}/zarr.json)",
+                             lambda: self._group.get(FRAMES_CRC))
+        if arr is None or not hasattr(arr, "dtype"):
             raise StoreError(f"{self.where}: array {FRAMES_CRC!r} (the frames chunks' checksums) is missing")
-        crcs = _read(self.where, repr(FRAMES_CRC), lambda: np.asarray(arr[...]))
+        crcs = _read(self.where, repr(FRAMES_CRC), lambda: np.asarray(arr[...]), lambda: _locate_index(arr, FRAMES_CRC))
         check_checksum(self.where, FRAMES_CRC, crcs, self._checksums)
         want = -(-self.num_frames // self.chunk_size)
         if crcs.shape != (want,):

@@ -47,3 +47,28 @@ def rewrite_array(path, name: str, values: np.ndarray, *, recreate: bool = False
             sums["frames_crc32c"] = crc32c(crcs)
         meta["checksums"] = sums
         g.attrs["slr_fast"] = meta
+
+
+def write_legacy_store(path, seqs: list[np.ndarray], labels: list[int], chunk_frames: int = 64) -> None:
+    """A store as slr_fast wrote it before checksums: no crc32c codec, no "checksums" attribute, no
+    frames_crc32c array, and zarr's default of leaving out chunks that hold only the fill value."""
+    import zarr
+    from zarr.codecs import BloscCodec, TransposeCodec
+
+    n, frames = len(seqs), np.concatenate(seqs)
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64)
+    g = zarr.open_group(path, mode="w", zarr_format=3)
+    g.create_array("frames", data=frames, chunks=(chunk_frames, *frames.shape[1:]), fill_value=np.nan,
+                   filters=[TransposeCodec(order=(1, 2, 0))],
+                   compressors=[BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")])
+    columns = {"offsets": offsets, "label": np.asarray(labels, np.int32), "signer": np.full(n, -1, np.int32),
+               "split": np.full(n, -1, np.int8),
+               "seq_id": np.asarray([str(i) for i in range(n)], dtype=np.dtypes.StringDType())}
+    for name, values in columns.items():
+        arr = g.create_array(name, shape=values.shape, chunks=(max(1, n),),
+                             dtype=str if name == "seq_id" else values.dtype)
+        arr[:] = values
+    g.attrs["slr_fast"] = {"schema_version": 1, "complete": True, "layout": DEFAULT_LAYOUT.to_dict(),
+                           "classes": [str(c) for c in range(max(labels) + 1)], "provenance": {},
+                           "chunk_frames": chunk_frames, "compression": "blosc-zstd3-shuffle+time",
+                           "num_sequences": n, "num_frames": len(frames)}
