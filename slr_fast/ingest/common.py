@@ -32,8 +32,9 @@ class IngestError(ValueError):
 
     def __init__(self, path: str | os.PathLike, problem: str):
         self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        # One line, whatever a library's message held (pyarrow's and pose-format's may span several).
+        self.problem = " ".join(part.strip() for part in str(problem).splitlines() if part.strip())
+        super().__init__(f"{self.path}: {self.problem}")
 
 
 @dataclass

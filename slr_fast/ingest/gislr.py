@@ -187,7 +187,8 @@ def read_gislr_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *,
     out = np.empty((t, layout.num_points, layout.num_channels), np.float32)
     for k, c in enumerate(layout.channels):
         values = _as_numpy(path, arrays[-layout.num_channels + k], c, "float").reshape(t, GISLR_ROWS_PER_FRAME)[:, rows]
-        beyond = np.abs(values) > _FLOAT32_MAX  # inf, or finite but not storable as float32 (NaN compares False)
+        # inf, or (float64) finite but beyond float32; NaN compares False
+        beyond = np.abs(values) > _FLOAT32_MAX if values.dtype.itemsize > 4 else np.isinf(values)
         if beyond.any():
             f, p = (int(i) for i in np.argwhere(beyond)[0])
             raise IngestError(path, f"coordinate {c}={values[f, p]} at frame {f}, point {p} "

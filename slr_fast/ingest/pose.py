@@ -7,7 +7,7 @@ FACE_LANDMARKS by mesh index — the full 468-point mesh or a reduced set whose 
 
 Rules (documented in the README):
 - First person only: multi-person files keep person 0.
-- Masked or zero-confidence points become NaN (not detected).
+- Masked points and points of zero, negative or NaN confidence become NaN (not detected).
 - Pixel vs normalized coordinates (`coords="auto"`): pixels when the header has a width and height above 2 and the
   99th percentile of |x| and |y| over detected points exceeds 2. MediaPipe's normalized coordinates stay within
   about -0.5..1.5 even for points off screen, while pixel coordinates of any real video are far larger. Pixels are
@@ -149,7 +149,7 @@ def read_pose_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *, 
     absent = np.ma.getmaskarray(person)[:, take].any(-1) | ~found[None, :]
     confidence = getattr(body, "confidence", None)
     if confidence is not None and np.ndim(confidence) == 3:
-        absent |= np.asarray(confidence)[:, 0, take] <= 0
+        absent |= ~(np.asarray(confidence)[:, 0, take] > 0)  # zero, negative or NaN confidence: not detected
     xyz[absent] = np.nan
     mode = coords
     if mode == "auto":
@@ -209,8 +209,8 @@ def read_pose_labels(csv_path: str | os.PathLike) -> tuple[list[SourceEntry], li
             raise IngestError(csv_path, f"line {line}: empty file or sign")
         try:
             split = split_code((row.get("split") or "").strip() or None)
-        except ValueError as e:
-            raise IngestError(csv_path, f"line {line}: {e}") from e
+        except ValueError as e:  # like a bad signer: this row's file is a bad file
+            split, problem = -1, problem or f"{e} (line {line} of {csv_path.name})"
         path = (csv_path.parent / file).absolute()
         entries.append(SourceEntry(path, sign, signer, (row.get("seq_id") or "").strip() or file, split, problem))
     check_unique_ids(csv_path, entries, "seq_id (default: file)")

@@ -75,3 +75,33 @@ def varint(v: int) -> bytes:
         out.append(byte | (0x80 if v else 0))
         if not v:
             return bytes(out)
+
+
+def zigzag(v: int) -> int:
+    """A signed integer as thrift's compact protocol stores it (zigzag), before the varint."""
+    return (v << 1) ^ (v >> 63)
+
+
+def edit_footer(data: bytes, old: bytes, new: bytes, which: str = "all") -> bytes:
+    """Replace byte string `old` by `new` inside a parquet file's footer (the thrift FileMetaData), fixing the
+    footer length: which = "all", "first" or "last" occurrence. A crafted-file tool for tests, not a parser."""
+    length = int.from_bytes(data[-8:-4], "little")
+    start = len(data) - 8 - length
+    footer = data[start:-8]
+    assert footer.count(old), "pattern not in the footer"
+    if which == "all":
+        footer = footer.replace(old, new)
+    elif which == "first":
+        footer = footer.replace(old, new, 1)
+    else:
+        at = footer.rindex(old)
+        footer = footer[:at] + new + footer[at + len(old):]
+    return data[:start] + footer + len(footer).to_bytes(4, "little") + b"PAR1"
+
+
+def row_count_field(rows: int) -> bytes:
+    """How an i64 row count following a field of id one less is encoded in a footer: header byte 0x16 + varint.
+
+    FileMetaData.num_rows (after the schema list), each ColumnMetaData.num_values and RowGroup.num_rows are all
+    written so, in that order; a file of `rows` rows holds this pattern once per column plus twice."""
+    return b"\x16" + varint(zigzag(rows))

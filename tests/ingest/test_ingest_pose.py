@@ -176,8 +176,9 @@ def test_bad_labels_csv(tmp_path):
     with pytest.raises(IngestError, match=r"missing column\(s\) \['file'\]"):
         ingest_pose(None, tmp_path / "labels.csv", tmp_path / "s.zarr", progress=False)
     (tmp_path / "labels.csv").write_text("file,sign,split\na.pose,hello,dev\n")
-    with pytest.raises(IngestError, match="line 2: unknown split 'dev'"):
+    with pytest.raises(IngestError, match=r"unknown split 'dev'.*\(line 2 of labels.csv\)") as info:
         ingest_pose(None, tmp_path / "labels.csv", tmp_path / "s.zarr", progress=False)
+    assert info.value.path == str(tmp_path / "a.pose")  # the row's file is the bad file
     (tmp_path / "labels.csv").write_text("file,sign\na.pose,hello\nb.pose,hi\na.pose,bye\n")
     with pytest.raises(IngestError, match="line 4: seq_id .* 'a.pose' repeats line 2"):
         ingest_pose(None, tmp_path / "labels.csv", tmp_path / "s.zarr", progress=False)
