@@ -130,10 +130,10 @@ def weights_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor
     return "; ".join(detail) or None
 
 
-def model_from_state(model_config, state, name: str, kernels: KernelConfig | None = None) -> SignModel:
-    """A SignModel from an untrusted config and state_dict. The config is parsed and its size bounded, and the
-    weights' names and shapes are compared with the model laid out on the meta device, all before any memory is
-    allocated: a hostile config (a billion-wide layer) or weights of another model are refused, never built."""
+def checked_config(model_config, state, name: str) -> ModelConfig:
+    """The ModelConfig of an untrusted checkpoint, after checking that it parses, that its model is within
+    MAX_PARAMETERS and that `state` holds exactly that model's weights — compared on the meta device, so a hostile
+    config (a billion-wide layer) or weights of another model are refused before any memory is allocated."""
     try:
         config = ModelConfig.from_dict(model_config)
         config.check_size()
@@ -142,14 +142,19 @@ def model_from_state(model_config, state, name: str, kernels: KernelConfig | Non
     problem = state_dict_problem(state)
     if problem:
         raise CheckpointError(f"{name}: weights: {problem}")
-    state = clean_state_dict(state)
     with torch.device("meta"):
-        skeleton = SignModel(config, kernels=kernels)
-    problem = weights_mismatch(skeleton.state_dict(), state)
+        skeleton = SignModel(config)
+    problem = weights_mismatch(skeleton.state_dict(), clean_state_dict(state))
     if problem:
         raise CheckpointError(f"{name}: weights do not match its model config ({problem})")
+    return config
+
+
+def model_from_state(model_config, state, name: str, kernels: KernelConfig | None = None) -> SignModel:
+    """A SignModel from an untrusted config and state_dict, built only after `checked_config` accepts them."""
+    config = checked_config(model_config, state, name)
     model = SignModel(config, kernels=kernels if kernels is not None else TORCH_KERNELS)
-    model.load_state_dict(state)
+    model.load_state_dict(clean_state_dict(state))
     return model
 
 

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from slr_fast.fileio import remove_temp_files, writing
+from slr_fast.model.checkpoint import checked_config
 from slr_fast.train.checkpoint import (
     RESUME_FIELDS,
     CheckpointError,
@@ -175,6 +176,7 @@ class Trainer:
 
     def _init_from(self, path: str):
         st = load_checkpoint(path, map_location="cpu", fields=("model", "model_config", "classes", "layout"))
+        checked_config(st["model_config"], st["model"], st["path"])  # a file whose config and weights disagree
         same_classes = list(st["classes"]) == list(self.data.classes)
         if not same_classes and not self.cfg.new_head:
             raise CheckpointError(f"{path}: trained on {len(st['classes'])} classes, this stage has "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from model_testing import LOGIT_TOL, make_batch, tiny_config
@@ -78,3 +80,40 @@ def test_bad_checkpoints_are_named(tmp_path):
     ckpt["model_config"]["dim"] = 65
     with pytest.raises(ValueError, match="bad model config.*dim=65"):
         load_model(ckpt)
+
+
+def test_untrusted_checkpoints_are_checked_before_anything_is_built(tmp_path):
+    from slr_fast.model.checkpoint import CheckpointError
+    from slr_fast.model.config import MAX_PARAMETERS
+
+    good = checkpoint_dict(SignModel(tiny_config()))
+    huge = {**good, "model_config": {**good["model_config"], "dim": 16384, "heads": 256, "global_layers": 64}}
+    with pytest.raises(CheckpointError, match=f"parameters, over the limit of {MAX_PARAMETERS:,}"):
+        load_model(huge)  # ~2e11 parameters: refused from the meta-device count, nothing allocated
+    nan = {**good, "model_state": {**good["model_state"]}}
+    key = next(k for k, v in nan["model_state"].items() if v.is_floating_point())
+    nan["model_state"][key] = torch.full_like(nan["model_state"][key], float("nan"))
+    with pytest.raises(CheckpointError, match=f"weights: tensor '{key}' holds NaN"):
+        load_model(nan)
+    with pytest.raises(CheckpointError, match="bad model config: model config must be a mapping"):
+        load_model({**good, "model_config": "tiny"})
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match="is a FIFO"):
+        load_model(fifo)  # refused without opening it: a reader would block forever
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_model(tmp_path)
+
+
+def test_save_model_leaves_no_temporary_when_writing_fails(tmp_path, monkeypatch):
+    def failing_save(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise RuntimeError("writer failed")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1 << 40, 0, 1 << 40))  # room
+    with pytest.raises(RuntimeError, match="writer failed"):
+        save_model(tmp_path / "model.pt", SignModel(tiny_config()))
+    assert list(tmp_path.iterdir()) == []

@@ -25,3 +25,15 @@ def _small_args(store, run_dir, *extra):
 def small_args():
     """Command line of a short CPU training run on `small_store`."""
     return _small_args
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_store, tmp_path_factory):
+    """A finished one-epoch run (with EMA) of the small model on `small_store`: its folder holds last.pt, best.pt.
+
+    Tests that need a checkpoint copy or edit its files and never change the folder itself."""
+    from slr_fast.cli.main import main
+
+    run = tmp_path_factory.mktemp("tiny_run") / "run"
+    assert main(_small_args(small_store, run, "--epochs", "1")) == 0
+    return run
