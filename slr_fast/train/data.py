@@ -85,7 +85,7 @@ def build_data(config: TrainConfig, rt: Runtime) -> RunData:
 
     if not has(dc.train_split):
         raise ValueError(f"{dc.store}: no sequences in split {dc.train_split!r}; make a split with "
-                         "`slr-fast ingest ... --split-by-signer SEED` or choose --train-split")
+                         "`slr-fast split STORE` or choose one with --set data.train_split=NAME")
     common = dict(classes=dc.classes, in_memory=dc.in_memory, rank=rt.rank, world_size=rt.world_size)
     train = KeypointLoader(store, train_proc, LoaderConfig(batch_size=config.batch_size, shuffle=True,
                                                            drop_last=True, seed=config.seed, split=dc.train_split,

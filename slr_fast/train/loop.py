@@ -78,6 +78,7 @@ class Trainer:
         np.random.seed(config.seed % 2**32)
         self.data: RunData = build_data(config, self.rt)
         self.model = self.data.build_model(config).to(self.rt.device)
+        self.model.kernel_report()  # binds the kernels here: a backend this device lacks fails before the run folder
         if config.init_from and not resume:
             self._init_from(config.init_from)
         self.ddp = self.model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 
 import pytest
@@ -113,7 +114,8 @@ def test_save_model_leaves_no_temporary_when_writing_fails(tmp_path, monkeypatch
     monkeypatch.setattr(torch, "save", failing_save)
     import shutil
 
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1 << 40, 0, 1 << 40))  # room
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, 1 << 40))  # room on the disk
     with pytest.raises(RuntimeError, match="writer failed"):
         save_model(tmp_path / "model.pt", SignModel(tiny_config()))
     assert list(tmp_path.iterdir()) == []

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections import namedtuple
 
 import numpy as np
@@ -143,3 +144,18 @@ def test_predict_top_k_beyond_the_classes_lists_every_class(tiny_run, small_stor
     top = json.loads(out)[0]["top"]
     assert sorted(t["sign"] for t in top) == sorted(store.classes)
     assert abs(sum(t["prob"] for t in top) - 1) < 1e-4
+
+
+def test_sigterm_during_fit_unwinds_like_ctrl_c():
+    """torchrun stops the other ranks with SIGTERM: inside fit it raises SystemExit(143), so the finally-blocks
+    that remove temporary checkpoint files run; outside, the previous handler is back."""
+    import signal
+
+    from slr_fast.train.loop import _sigterm_as_exit
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as info, _sigterm_as_exit():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # interrupted at once by the handler's exception
+    assert info.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
