@@ -267,6 +267,9 @@ class LossConfig(_Checked):
                                         "a finite number >= 0 or a list of them (one per auxiliary head)")
 
 
+# ModelConfig fields a run takes from its store, never from config.model.
+_FROM_DATA = {"num_classes", "part_names", "part_sizes", "channels", "layout_name"}
+
 _SECTIONS = {"data": DataConfig, "optim": OptimConfig, "loss": LossConfig, "schedule": ScheduleConfig}
 
 
@@ -319,6 +322,10 @@ class TrainConfig(_Checked):
             raise ConfigError.bad_value("config.model", self.model, "a mapping: preset plus ModelConfig fields")
         spec = dict(self.model)
         preset = spec.pop("preset", "tiny")
+        from_data = sorted(set(spec) & _FROM_DATA)
+        if from_data:
+            raise ConfigError(f"config.model.{from_data[0]}: set from the store (its classes and layout), not by "
+                              "the config", f"config.model.{from_data[0]}", spec[from_data[0]])
         from slr_fast.model.config import ModelConfig  # the model's own checks, with stand-in data sizes
 
         try:
