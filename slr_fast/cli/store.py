@@ -37,9 +37,15 @@ def cmd_verify(args) -> int:
               f"every array present, {r['chunks_checked']} frames chunks decoded and matching their crc32c "
               f"checksums, index arrays matching theirs; {stats}")
     else:
+        present = f"all {r['chunks']} chunks present"
+        if r["absent"]:  # such stores left out chunks of fill values only: maybe damage, maybe not
+            shown = "; ".join(r["absent"][:3]) + (f"; {len(r['absent']) - 3} more" if len(r["absent"]) > 3 else "")
+            present = (f"{len(r['absent'])} of {r['chunks']} chunks ABSENT, read as fill values (NaN frames, zero "
+                       f"labels) — a store of that age left out such chunks, so this may or may not be damage: "
+                       f"{shown}")
         print(f"{args.store}: checksums NOT checked — the store was written without them (before slr_fast recorded "
-              f"checksums; re-ingest to add them). {r['sequences']} sequences, {r['frames']} frames: all "
-              f"{r['chunks']} chunks present and {r['frames_chunks']} frames chunks decoded; {stats}")
+              f"checksums; re-ingest to add them). {r['sequences']} sequences, {r['frames']} frames: {present}; "
+              f"{r['frames_chunks']} frames chunks decoded; {stats}")
     return 0
 
 

@@ -90,37 +90,38 @@ def check_chunks(store: Any, start: int, frames: np.ndarray, crcs: np.ndarray) -
     return checked
 
 
-def missing_chunks(store: Any, group: Any, legacy: bool) -> int:
-    """Check that every chunk of every array is in the store (by listing it); returns the number of chunks."""
+def missing_chunks(store: Any, group: Any, legacy: bool) -> tuple[int, list[str]]:
+    """List the store to check that every chunk of every array is there; returns (chunks expected, absent ones).
+
+    In a store with checksums every chunk was written, so an absent one raises. A store written before them left
+    out chunks holding only the fill value (all-NaN frames, all-zero labels), so there an absent chunk may be
+    legitimate and is only reported."""
     from zarr.core.sync import collect_aiterator
 
     names = list(ARRAYS) + ([] if legacy else [FRAMES_CRC])
-    total = 0
+    total, absent = 0, []
     for name in names:
         arr = group[name]
         stored = set(collect_aiterator(group.store.list_prefix(f"{arr.path}/")))
         grid = itertools.product(*(range(s) for s in arr.cdata_shape))
         missing = [coords for coords in grid if f"{arr.path}/{arr.metadata.encode_chunk_key(coords)}" not in stored]
         total += int(np.prod(arr.cdata_shape))
-        if not missing:
-            continue
-        coords = missing[0]
-        what = (frames_chunk(store, coords[0]) if name == "frames"
-                else f"{name!r} chunk {arr.metadata.encode_chunk_key(coords)}")
-        more = f" ({len(missing) - 1} more {name} chunks missing too)" if len(missing) > 1 else ""
-        why = (" — this store was written before checksums, when a chunk holding only fill values (all-NaN "
-               "frames, all-zero labels) was left out, so it may not be damage; re-ingest to be sure") if legacy else ""
-        raise StoreError(f"{store.where}: {what} is missing{more}{why}")
-    return total
+        what = [frames_chunk(store, c[0]) if name == "frames" else f"{name!r} chunk {arr.metadata.encode_chunk_key(c)}"
+                for c in missing]
+        if what and not legacy:
+            more = f" ({len(what) - 1} more {name} chunks missing too)" if len(what) > 1 else ""
+            raise StoreError(f"{store.where}: {what[0]} is missing{more}")
+        absent += what
+    return total, absent
 
 
 def verify(store: Any, block_chunks: int = 64) -> dict[str, Any]:
     """The deep check behind `KeypointStore.verify`; see there."""
     crcs = store.chunk_checksums()
     legacy = crcs is None
-    chunks = 0
+    chunks, absent = 0, []
     if not store.in_memory:
-        chunks = missing_chunks(store, store._group, legacy)
+        chunks, absent = missing_chunks(store, store._group, legacy)
     step = max(1, store.chunk_size * block_chunks)
     nan = empty = checked = 0
     for start in range(0, store.num_frames, step):
@@ -139,5 +140,5 @@ def verify(store: Any, block_chunks: int = 64) -> dict[str, Any]:
         empty += int(missing.reshape(len(block), -1).all(axis=1).sum())
     values = store.num_frames * store.layout.num_points * store.layout.num_channels
     return {"sequences": len(store), "frames": store.num_frames, "frames_chunks": -(-store.num_frames //
-            store.chunk_size) if store.num_frames else 0, "chunks": chunks, "checksums": not legacy,
+            store.chunk_size) if store.num_frames else 0, "chunks": chunks, "absent": absent, "checksums": not legacy,
             "chunks_checked": checked, "nan_fraction": nan / values if values else 0.0, "empty_frames": empty}

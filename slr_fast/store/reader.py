@@ -330,9 +330,10 @@ class KeypointStore:
         checksum, no infinite values. `open` checks only the index; this is for a store copied or downloaded from
         elsewhere, or suspected of damage. The first problem raises StoreError naming the chunk and its sequences.
 
-        Returns {"sequences", "frames", "frames_chunks", "chunks" (chunk keys found, all arrays; 0 in memory),
-        "checksums" (False: written before checksums, so chunks could not be compared), "chunks_checked",
-        "nan_fraction", "empty_frames" (frames where no point was detected)}.
+        Returns {"sequences", "frames", "frames_chunks", "chunks" (chunks of all arrays; 0 in memory), "absent"
+        (chunks not in a store written before checksums, which read as fill values: such stores left out chunks
+        holding only the fill value, so this may not be damage), "checksums" (False: written before checksums, so
+        chunks could not be compared), "chunks_checked", "nan_fraction", "empty_frames" (frames with no point)}.
         """
         from slr_fast.store.integrity import verify
 

@@ -133,6 +133,7 @@ class StoreWriter:
                 logging.getLogger("slr_fast.store").warning(
                     "%s: restored the previous store from %s, left by a writer killed while replacing it",
                     self.where, restored.name)
+            clean_stale(self._final)
             state = local_state(self._final)
             if state == "complete" and not overwrite:
                 raise StoreError(f"{self.where}: a complete store already exists; pass overwrite=True to replace it")
@@ -140,7 +141,6 @@ class StoreWriter:
                 raise StoreError(f"{self.where}: exists and is not an slr_fast store; refusing to replace it "
                                  f"(remove it or choose another path)")
             self._final.parent.mkdir(parents=True, exist_ok=True)
-            clean_stale(self._final)
             self._tmp = sibling(self._final, TMP_TAG)
 
         try:

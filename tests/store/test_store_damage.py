@@ -120,7 +120,7 @@ SEQ = r"\(frames \d+\.\.\d+, sequences? \d+(\.\.\d+)?\)"
 CRC = "fails its crc32c check"
 # (id, damage, the error must match this, random reads may return wrong data (only whole-chunk reads can tell))
 CASES = [
-    ("frames chunk deleted", delete(*F, "3", "0", "0"), rf"frames chunk c/3/0/0 \(frames 96\.\.127, .*\) is missing",
+    ("frames chunk deleted", delete(*F, "3", "0", "0"), r"frames chunk c/3/0/0 \(frames 96\.\.127, .*\) is missing",
      False),
     ("last frames chunk deleted", "LAST", r"frames chunk c/\d+/0/0 " + SEQ + " is missing", False),
     ("frames byte flipped", flip(*F, "2", "0", "0"), rf"frames chunk c/2/0/0 {SEQ} {CRC}", False),
