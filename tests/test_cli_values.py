@@ -99,9 +99,9 @@ OTHER_VALUES = [
     (["show", NO_STORE, "--index", "0", "--out", "x.png", "--dpi", "100000"], ["--dpi", "100000"]),
     (["show", NO_STORE, "--index", "0", "--out", "x.png", "--frames", "0"], ["--frames", "0"]),
     (["show", NO_STORE, "--index", "0", "--out", "x.v2"], ["--out x.v2", "'.v2'"]),
-    (["synth", "/nonexistent/s.zarr", "--jitter", "nan"], ["--jitter", "nan"]),
-    (["synth", "/nonexistent/s.zarr", "--classes", "0"], ["--classes", "0"]),
-    (["synth", "/nonexistent/s.zarr", "--left-handed", "2"], ["--left-handed", "2"]),
+    (["synth", "/nonexistent/s.zarr", "--jitter", "nan"], ["--jitter", "nan"]),  # ranges: SynthConfig's own
+    (["synth", "/nonexistent/s.zarr", "--length-median", "inf"], ["--length-median", "inf"]),
+    (["synth", "/nonexistent/s.zarr", "--workers", "0"], ["--workers", "0"]),
     (["ablate", "--store", NO_STORE, "--kernels-grid", "attention=torch", "--frames", "0"], ["--frames", "0"]),
     (["ablate", "--store", NO_STORE, "--kernels-grid", "attention=torch", "--batch-size", "-1"],
      ["--batch-size", "-1"]),

@@ -61,24 +61,24 @@ def register(subparsers) -> None:
                     "missed in bursts) into a keypoint store, split by signer. Deterministic for a seed. "
                     "Slovo's shape is --classes 1001 --per-class 20.")
     p.add_argument("out", metavar="OUT.zarr", help="store to write (folder or fsspec URL)")
-    p.add_argument("--classes", type=at_least(1), default=d["classes"], help="number of signs (default: %(default)s)")
-    p.add_argument("--per-class", type=at_least(1), default=d["per_class"],
+    p.add_argument("--classes", type=int, default=d["classes"], help="number of signs (default: %(default)s)")
+    p.add_argument("--per-class", type=int, default=d["per_class"],
                    help="sequences per sign, spread evenly over the signers (default: %(default)s)")
-    p.add_argument("--signers", type=at_least(1), default=d["signers"], help="number of signers (default: %(default)s)")
+    p.add_argument("--signers", type=int, default=d["signers"], help="number of signers (default: %(default)s)")
     p.add_argument("--seed", type=at_least(0), default=d["seed"], help="the same seed gives the same data (default: 0)")
     p.add_argument("--layout", default="default", choices=_LAYOUTS,
                    help="keypoint layout; _z adds MediaPipe-style depth (default: %(default)s)")
     p.add_argument("--family-size", type=int, default=d["family_size"], choices=(1, 2, 3, 4),
                    help="signs per family told apart only by temporal order; larger is harder (default: 2)")
-    p.add_argument("--length-median", type=finite(0, lo_open=True), default=d["length_median"],
+    p.add_argument("--length-median", type=finite(), default=d["length_median"],
                    help="median frames per sequence before signer tempo (default: %(default)s)")
-    p.add_argument("--min-length", type=at_least(1), default=d["min_length"], help="shortest sequence (default: 3)")
-    p.add_argument("--max-length", type=at_least(1), default=d["max_length"], help="longest sequence (default: 320)")
-    p.add_argument("--hand-miss-rate", type=finite(0, 1), default=d["hand_miss_rate"],
+    p.add_argument("--min-length", type=int, default=d["min_length"], help="shortest sequence (default: 3)")
+    p.add_argument("--max-length", type=int, default=d["max_length"], help="longest sequence (default: 320)")
+    p.add_argument("--hand-miss-rate", type=finite(), default=d["hand_miss_rate"],
                    help="chance the detector misses a raised hand in a frame, in bursts (default: %(default)s)")
-    p.add_argument("--jitter", type=finite(0), default=d["jitter"],
+    p.add_argument("--jitter", type=finite(), default=d["jitter"],
                    help="detector noise in shoulder half-widths (default: %(default)s)")
-    p.add_argument("--left-handed", type=finite(0, 1), default=d["left_handed"],
+    p.add_argument("--left-handed", type=finite(), default=d["left_handed"],
                    help="share of left-handed signers, who mirror every sign (default: %(default)s)")
     p.add_argument("--split", type=_shares, default=d["split"], metavar="TR,VA,TE",
                    help="shares of the signers in train/val/test (default: 0.7,0.15,0.15)")
