@@ -195,7 +195,7 @@ class ModelConfig:
 
 # The largest model anything in slr_fast builds: 1e9 parameters are 3.7 GiB of fp32 weights and ~15 GiB with the
 # gradients and AdamW's two moments, a whole 16 GB P100 (the smallest card the project targets) before a single
-# activation. `base` has ~7e6. A checkpoint's model_config is untrusted: this bounds what it can make us allocate.
+# activation. `base` has ~7.8e6. A checkpoint's model_config is untrusted: this bounds what it can make us allocate.
 MAX_PARAMETERS = 1_000_000_000
 
 # Type and range of every field, checked before the rules that relate fields. The upper bounds are far beyond any
