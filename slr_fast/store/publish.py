@@ -14,6 +14,7 @@ store on a shared filesystem cannot see each other's processes; that is not supp
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -98,7 +99,8 @@ def clean_stale(final: Path) -> None:
 def recover(final: Path, where: str) -> Path | None:
     """If no store stands at `final` but a killed writer left the previous one aside, rename it back.
 
-    Returns the folder that was restored, or None when there was nothing to restore. Raises StoreError when there
+    Returns the folder that was restored (saying so on the "slr_fast.store" logger), or None when there was nothing
+    to restore. Raises StoreError when there
     is something to restore but it cannot be done here (a writer is in the middle of replacing it, or the rename
     fails, e.g. on a read-only filesystem), naming the folder that holds the previous store.
     """
@@ -121,6 +123,9 @@ def recover(final: Path, where: str) -> Path | None:
         raise StoreError(f"{where}: no store there, but {sib} holds the previous complete store (its writer, "
                          f"process {pid}, was killed while replacing it) and it could not be restored: "
                          f"{e.strerror or e}; rename it to {final.name} to restore it") from e
+    logging.getLogger("slr_fast.store").warning(
+        "%s: restored the previous store from %s: its writer (process %d) was killed while replacing it", where,
+        sib.name, pid)
     return sib
 
 

@@ -4,10 +4,14 @@ Frames are buffered only up to `flush_frames` and written in whole chunks, so an
 megabytes of frames at a time; the per-sequence index (8 + 4 + 4 + 1 bytes and an id per sequence) is kept in
 memory and written at the end.
 
-Crash safety: a local store is built in a hidden sibling folder and renamed into place only once it is complete,
-so a killed or failed ingest leaves any previous store untouched and nothing half-written at the path. Object
-storage has no atomic rename: there the group is marked `complete: false` from the start and flipped to true as
-the last write, and `KeypointStore.open` refuses an incomplete store with a message to re-run the ingest.
+Crash safety: a local store is built in a hidden sibling folder and renamed into place only once it is complete
+(see `publish`), so a killed or failed ingest leaves any previous store untouched and nothing half-written at the
+path. A failure removes the folder on the way out (after zarr's own write tasks have finished: see `zarrio`), and
+a full disk is one line naming the filesystem and the store. Object storage has no atomic rename: there the group
+is marked `complete: false` from the start and flipped to true as the last write, and `KeypointStore.open`
+refuses an incomplete store with a message to re-run the ingest.
+
+Integrity: the frames chunks' checksums are taken from the values written (see `integrity`), on the writer thread.
 """
 
 from __future__ import annotations
@@ -126,13 +130,7 @@ class StoreWriter:
             self._check_existing_url(path, overwrite, storage_options)
         else:
             self._final = Path(path).absolute()
-            restored = recover(self._final, self.where)  # a store set aside by a writer killed while replacing it
-            if restored is not None:
-                import logging
-
-                logging.getLogger("slr_fast.store").warning(
-                    "%s: restored the previous store from %s, left by a writer killed while replacing it",
-                    self.where, restored.name)
+            recover(self._final, self.where)  # a store set aside by a writer killed while replacing it
             clean_stale(self._final)
             state = local_state(self._final)
             if state == "complete" and not overwrite:
