@@ -205,3 +205,15 @@ def test_the_real_entry_point_prints_one_line_and_exits_2(tmp_path):
     bad.write_text(json.dumps({"optim": {"lr": -1}}))
     proc = run_cli(*_train("--config", bad), timeout=120)
     assert_one_line_error(proc.returncode, proc.stderr, "bad.json", "config.optim.lr", "-1")
+
+
+def test_each_command_is_found_in_the_module_that_registers_it():
+    """`slr-fast CMD` imports only CMD's module: the map must name every command, and nothing else."""
+    from slr_fast.cli.main import COMMAND_MODULES, COMMANDS, build_parser
+
+    def commands(parser):
+        return set(parser._subparsers._group_actions[0].choices)
+
+    assert commands(build_parser()) == set(COMMANDS) and set(COMMANDS.values()) == set(COMMAND_MODULES)
+    for name in COMMANDS:
+        assert name in commands(build_parser(name))

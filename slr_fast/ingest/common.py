@@ -131,10 +131,9 @@ def check_frames(path: str | os.PathLike, frames: np.ndarray, layout: Layout) ->
         raise IngestError(path, f"frames have shape {frames.shape}, layout {layout.name!r} needs (T, *{expected})")
     if frames.shape[0] == 0:
         raise IngestError(path, "empty sequence: no frames")
-    finite = np.isfinite(frames)
-    if not finite.any():
+    if np.isnan(frames).all():
         raise IngestError(path, f"all-NaN sequence: no point of layout {layout.name!r} is detected in any frame")
-    infinite = ~finite & ~np.isnan(frames)
+    infinite = np.isinf(frames)
     if infinite.any():
         f, p, c = (int(i) for i in np.argwhere(infinite)[0])
         raise IngestError(path, f"infinite coordinate ({frames[f, p, c]}) at frame {f}, point {p} "

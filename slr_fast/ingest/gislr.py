@@ -19,7 +19,6 @@ or pyarrow.compute, whose imports alone cost more than reading hundreds of files
 from __future__ import annotations
 
 import csv
-import functools
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -52,16 +51,27 @@ DEFAULT_MAX_FRAMES = 20_000
 # file can never make pyarrow allocate more than ~1.5 kB per byte it has.
 _MAX_ROWS_PER_BYTE = 64
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_NUMPY_TYPES = {(kind, bits): np.dtype(f"{kind}{bits // 8}") for kind in "iuf" for bits in (8, 16, 32, 64)
-                if (kind, bits) != ("f", 8)}
+# Arrow types read as NumPy views, by kind; any other type of a column is an error naming it.
+_INTEGERS = {pa.int8(): np.dtype(np.int8), pa.int16(): np.dtype(np.int16), pa.int32(): np.dtype(np.int32),
+             pa.int64(): np.dtype(np.int64), pa.uint8(): np.dtype(np.uint8), pa.uint16(): np.dtype(np.uint16),
+             pa.uint32(): np.dtype(np.uint32), pa.uint64(): np.dtype(np.uint64)}
+_FLOATS = {pa.float16(): np.dtype(np.float16), pa.float32(): np.dtype(np.float32), pa.float64(): np.dtype(np.float64)}
+# The columns whose every row the fixed order determines (the same bytes in every file of T frames from one writer).
+_ORDER_COLUMNS = ("type", "landmark_index")
 
 
-@functools.lru_cache(maxsize=16)
+_ROWS: dict[int, tuple[Layout, np.ndarray]] = {}
+
+
 def _layout_rows(layout: Layout) -> np.ndarray:
-    """(P,) the row within a 543-row frame of each layout point (cached: computed once per layout)."""
-    rows = layout.gislr_rows()
-    rows.flags.writeable = False
-    return rows
+    """(P,) the row within a 543-row frame of each layout point, computed once per layout object (keyed by
+    identity: hashing a layout costs more per file than the lookup saves)."""
+    known = _ROWS.get(id(layout))
+    if known is None or known[0] is not layout:
+        rows = layout.gislr_rows()
+        rows.flags.writeable = False
+        known = _ROWS[id(layout)] = (layout, rows)
+    return known[1]
 
 
 def _as_numpy(path: str | os.PathLike, arr: pa.Array, name: str, kind: str) -> np.ndarray:
@@ -70,12 +80,10 @@ def _as_numpy(path: str | os.PathLike, arr: pa.Array, name: str, kind: str) -> n
     The values buffer is viewed, not converted (pyarrow's own conversion imports pandas when it is installed,
     which costs more than reading a corpus); nulls are applied from the validity bitmap.
     """
-    t = arr.type
-    ok = pa.types.is_integer(t) if kind == "int" else pa.types.is_floating(t)
-    if not ok:
+    dtype = (_INTEGERS if kind == "int" else _FLOATS).get(arr.type)
+    if dtype is None:
         expected = "integers" if kind == "int" else "floating-point coordinates"
-        raise IngestError(path, f"column {name!r} has type {t}, expected {expected}")
-    dtype = _NUMPY_TYPES[("i" if pa.types.is_signed_integer(t) else "u" if kind == "int" else "f", t.bit_width)]
+        raise IngestError(path, f"column {name!r} has type {arr.type}, expected {expected}")
     validity, data = arr.buffers()
     values = np.frombuffer(data, dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
     if arr.null_count:
@@ -97,25 +105,66 @@ def _type_matches(path: str | os.PathLike, types: pa.Array, t: int) -> np.ndarra
     if unknown:
         raise IngestError(path, f"column 'type' has unknown values {unknown}; valid: {list(GISLR_TYPES)}")
     index = _as_numpy(path, types.indices, "type", "int").reshape(t, GISLR_ROWS_PER_FRAME)
-    if len(set(names)) == len(names):  # the usual case: compare indices with where each type sits in the dictionary
-        position = np.array([names.index(n) if n in names else -1 for n in GISLR_TYPES], np.int64)
-        return index == position[ROW_TYPE_CODE]
-    code_of = np.array([GISLR_TYPES.index(n) for n in names], np.int64)  # a dictionary repeating a name
+    code_of = np.array([GISLR_TYPES.index(n) for n in names], np.int64)  # dictionary index -> type code
     return code_of[index] == ROW_TYPE_CODE
 
 
-def _read_columns(path: str | os.PathLike, layout: Layout, verify: bool, max_frames: int) -> tuple[list, int]:
-    """The columns a layout needs, as single Arrow arrays in the order frame, [type, landmark_index], channels,
-    read and checked against what the footer declares: (arrays, frames).
+# Column chunks of `type` and `landmark_index` whose every row was decoded and found in the fixed order, by what
+# decides their decoding (name, row count, physical and logical types, codec, encodings, Arrow type, size): a
+# chunk with the same identity and the same bytes decodes to the same values, so it needs no decoding again.
+# GISLR writers produce one such chunk per sequence length, so after the first file of each length only `frame`
+# and the coordinates are decoded. Shared by reader threads: dict operations are atomic, a race only repeats work.
+_VERIFIED: dict[tuple, list[bytes]] = {}
+_VERIFIED_LIMIT = 4096
+
+
+def _order_chunks(pf: pq.ParquetFile, source: pa.OSFile, size: int) -> dict[str, tuple[tuple, bytes]]:
+    """(identity, bytes) of the `type` and `landmark_index` column chunks of a one-row-group flat file; empty
+    when the file is anything else (then the columns are decoded and checked row by row).
+
+    The identity holds what decides how the bytes decode and is not in them: the row count, physical type,
+    codec, definition levels, logical and Arrow types (encodings are in each page's header, so in the bytes)."""
+    meta, arrow = pf.metadata, pf.schema_arrow
+    if meta.num_row_groups != 1 or meta.num_columns != len(arrow.names):
+        return {}
+    group, schema = meta.row_group(0), meta.schema
+    out = {}
+    for name in _ORDER_COLUMNS:
+        i = arrow.names.index(name)
+        col, leaf = group.column(i), schema.column(i)
+        start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
+        length = col.total_compressed_size
+        if start is None or not 0 <= start < start + length <= size:
+            return {}
+        identity = (name, col.num_values, col.physical_type, col.compression, leaf.max_definition_level,
+                    str(leaf.logical_type), str(arrow.field(i).type), length)
+        out[name] = (identity, source.read_at(length, start))
+    return out
+
+
+def _remember(chunks: dict[str, tuple[tuple, bytes]]) -> None:
+    """Record chunks whose rows were all checked, for later files with the same bytes."""
+    if len(_VERIFIED) >= _VERIFIED_LIMIT:
+        _VERIFIED.clear()
+    for identity, data in chunks.values():
+        known = _VERIFIED.setdefault(identity, [])
+        if data not in known and len(known) < 4:
+            known.append(data)
+
+
+def _read_columns(path: str | os.PathLike, layout: Layout, verify: bool,
+                  max_frames: int) -> tuple[dict[str, pa.Array], int, dict]:
+    """The columns a layout needs as single Arrow arrays by name, read and checked against what the footer
+    declares: (arrays, frames, order chunks still to verify).
 
     The footer's row counts are checked against the file's size and `max_frames` before pyarrow reads (and
-    allocates for) anything, and the rows read against the rows declared.
+    allocates for) anything, and the rows read against the rows declared. With `verify`, `type` and
+    `landmark_index` are read unless their chunks are byte for byte ones already checked (`_VERIFIED`).
     """
     problem = regular_file_problem(path)  # a FIFO or a device would block or never end
     if problem:
         raise IngestError(path, problem)
     coords = list(layout.channels)
-    wanted = ["frame"] + (["type", "landmark_index"] if verify else []) + coords
     try:
         with pa.OSFile(os.fspath(path)) as source:
             size = source.size()
@@ -137,6 +186,7 @@ def _read_columns(path: str | os.PathLike, layout: Layout, verify: bool, max_fra
                 raise IngestError(path, f"{n // GISLR_ROWS_PER_FRAME} frames, more than the limit of {max_frames} "
                                         f"(raise it with --max-frames if the file is genuine)")
             names = pf.schema_arrow.names
+            wanted = ["frame", *(_ORDER_COLUMNS if verify else ()), *coords]
             missing = [c for c in wanted if c not in names]
             if missing:
                 raise IngestError(path, f"missing column(s) {missing}; found {names} (layout {layout.name!r} "
@@ -145,6 +195,9 @@ def _read_columns(path: str | os.PathLike, layout: Layout, verify: bool, max_fra
             if twice:
                 raise IngestError(path, f"column(s) {twice} appear more than once; which one holds the data is "
                                         f"ambiguous")
+            pending = _order_chunks(pf, source, size) if verify else {}
+            if pending and all(data in _VERIFIED.get(identity, ()) for identity, data in pending.values()):
+                wanted, pending = ["frame", *coords], {}  # the order columns are proven: their bytes were checked
             table = pf.read(columns=wanted, use_threads=False)  # parallelism is across files, not within one
     except IngestError:
         raise
@@ -152,10 +205,23 @@ def _read_columns(path: str | os.PathLike, layout: Layout, verify: bool, max_fra
         raise IngestError(path, f"unreadable parquet file: {e}") from e
     if table.num_rows != n:
         raise IngestError(path, f"corrupt file: its footer declares {n} rows but {table.num_rows} could be read")
-    if verify and table.column(1).num_chunks > 1:
+    if "type" in wanted and table.column("type").num_chunks > 1:
         table = table.unify_dictionaries()  # row groups have their own dictionaries; one, so indices compare
-    arrays = [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in table.columns]
-    return arrays, n // GISLR_ROWS_PER_FRAME
+    arrays = {name: c.chunk(0) if c.num_chunks == 1 else c.combine_chunks()
+              for name, c in zip(wanted, table.columns, strict=True)}
+    return arrays, n // GISLR_ROWS_PER_FRAME, pending
+
+
+def _check_order(path: str | os.PathLike, arrays: dict[str, pa.Array], t: int) -> None:
+    """Every row's type and landmark_index must be the fixed order's; the first that is not is named."""
+    landmark = _as_numpy(path, arrays["landmark_index"], "landmark_index", "int").reshape(t, GISLR_ROWS_PER_FRAME)
+    ok = (landmark == ROW_LANDMARK_INDEX) & _type_matches(path, arrays["type"], t)
+    if not ok.all():
+        row = int(np.flatnonzero(~ok.ravel())[0])
+        r = row % GISLR_ROWS_PER_FRAME
+        raise IngestError(path, f"rows are not in the GISLR order (face 0-467, left_hand, pose, right_hand): row "
+                                f"{row} is {arrays['type'][row].as_py()} {landmark.ravel()[row]}, expected "
+                                f"{GISLR_TYPES[ROW_TYPE_CODE[r]]} {ROW_LANDMARK_INDEX[r]}")
 
 
 def read_gislr_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *, verify: bool = True,
@@ -165,35 +231,27 @@ def read_gislr_file(path: str | os.PathLike, layout: Layout = DEFAULT_LAYOUT, *,
     `verify` checks every row's type and landmark_index against the fixed 543-row order (without it, rows are
     taken by position). Files declaring more than `max_frames` frames are refused before they are read.
     """
-    arrays, t = _read_columns(path, layout, verify, max_frames)
-    frame = _as_numpy(path, arrays[0], "frame", "int").reshape(t, GISLR_ROWS_PER_FRAME)
+    arrays, t, pending = _read_columns(path, layout, verify, max_frames)
+    frame = _as_numpy(path, arrays["frame"], "frame", "int").reshape(t, GISLR_ROWS_PER_FRAME)
     first = frame[:, 0]
-    mixed = frame != first[:, None]
-    if mixed.any():
-        f = int(np.flatnonzero(mixed.any(axis=1))[0])
+    if not (frame == first[:, None]).all():
+        f = int(np.flatnonzero((frame != first[:, None]).any(axis=1))[0])
         raise IngestError(path, f"rows {f * 543}..{f * 543 + 542} mix frame numbers "
                                 f"{sorted(set(frame[f].tolist()))}: each block of 543 rows must be one frame")
-    if verify:
-        landmark = _as_numpy(path, arrays[2], "landmark_index", "int")
-        ok = _type_matches(path, arrays[1], t)
-        ok &= landmark.reshape(t, GISLR_ROWS_PER_FRAME) == ROW_LANDMARK_INDEX
-        if not ok.all():
-            row = int(np.flatnonzero(~ok.ravel())[0])
-            r = row % GISLR_ROWS_PER_FRAME
-            raise IngestError(path, f"rows are not in the GISLR order (face 0-467, left_hand, pose, right_hand): row "
-                                    f"{row} is {arrays[1][row].as_py()} {landmark[row]}, expected "
-                                    f"{GISLR_TYPES[ROW_TYPE_CODE[r]]} {ROW_LANDMARK_INDEX[r]}")
+    if "type" in arrays:
+        _check_order(path, arrays, t)
+        _remember(pending)
     rows = _layout_rows(layout)
-    out = np.empty((t, layout.num_points, layout.num_channels), np.float32)
-    for k, c in enumerate(layout.channels):
-        values = _as_numpy(path, arrays[-layout.num_channels + k], c, "float").reshape(t, GISLR_ROWS_PER_FRAME)[:, rows]
-        # inf, or (float64) finite but beyond float32; NaN compares False
-        beyond = np.abs(values) > _FLOAT32_MAX if values.dtype.itemsize > 4 else np.isinf(values)
-        if beyond.any():
-            f, p = (int(i) for i in np.argwhere(beyond)[0])
-            raise IngestError(path, f"coordinate {c}={values[f, p]} at frame {f}, point {p} "
-                                    f"({layout.point_name(p)}) is not a finite float32 (undetected points are NaN)")
-        out[:, :, k] = values
+    out = np.empty((t, len(rows), len(layout.channels)), np.float32)
+    sources = []
+    with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf here, and is reported below
+        for k, c in enumerate(layout.channels):
+            sources.append(_as_numpy(path, arrays[c], c, "float").reshape(t, GISLR_ROWS_PER_FRAME))
+            out[:, :, k] = sources[-1][:, rows]
+    if np.isinf(out).any():
+        f, p, k = (int(i) for i in np.argwhere(np.isinf(out))[0])
+        raise IngestError(path, f"coordinate {layout.channels[k]}={sources[k][f, rows[p]]} at frame {f}, point {p} "
+                                f"({layout.point_name(p)}) is not a finite float32 (undetected points are NaN)")
     if t > 1 and not (first[1:] > first[:-1]).all():
         order = np.argsort(first, kind="stable")
         dup = first[order][1:][np.diff(first[order]) == 0]

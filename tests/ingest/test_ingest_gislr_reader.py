@@ -140,3 +140,40 @@ def test_unreadable_and_missing_files(tmp_path):
     assert str(junk) in str(info.value)
     with pytest.raises(IngestError, match="file not found"):
         read_gislr_file(tmp_path / "absent.parquet")
+
+
+def test_order_columns_are_decoded_once_per_distinct_chunk(tmp_path, monkeypatch):
+    """`type`/`landmark_index` chunks byte-identical to ones already checked are not decoded again; any other
+    chunk (hands swapped, a different writer) is decoded and checked, and a bad one is still refused."""
+    import pyarrow.parquet as pq
+
+    from slr_fast.ingest import gislr
+
+    monkeypatch.setattr(gislr, "_VERIFIED", {})
+    rng = np.random.default_rng(11)
+    paths = []
+    for i in range(3):  # same length, other coordinates and frame numbers: the order chunks are the same bytes
+        paths.append(tmp_path / f"f{i}.parquet")
+        write_gislr_file(paths[-1], synthetic_gislr_frames(rng, 7), frame_start=10 * i)
+    reads = []
+    original = pq.ParquetFile.read
+    monkeypatch.setattr(pq.ParquetFile, "read", lambda self, columns=None, **k: reads.append(columns) or
+                        original(self, columns=columns, **k))
+    layout = get_layout("default")
+    for p in paths:
+        np.testing.assert_array_equal(read_gislr_file(p, layout), reference_read(p, layout.gislr_rows(), 2))
+    assert reads == [["frame", "type", "landmark_index", "x", "y"]] + [["frame", "x", "y"]] * 2
+
+    def swap_hand_labels(t):
+        types = t.column("type").to_numpy(zero_copy_only=False)
+        swapped = np.where(types == "left_hand", "right_hand", np.where(types == "right_hand", "left_hand", types))
+        return t.set_column(2, "type", pa.array(swapped))
+
+    bad = rewrite(paths[0], tmp_path / "swapped.parquet", swap_hand_labels)
+    with pytest.raises(IngestError, match="is right_hand 0, expected left_hand 0"):
+        read_gislr_file(bad, layout)
+    assert reads[-1] == ["frame", "type", "landmark_index", "x", "y"]  # its bytes differ: decoded and checked
+    other = tmp_path / "zstd.parquet"  # the same rows written with another codec: other bytes, decoded again
+    pq.write_table(pq.read_table(paths[1]), other, compression="zstd")
+    np.testing.assert_array_equal(read_gislr_file(other, layout), read_gislr_file(paths[1], layout))
+    assert reads[-2] == ["frame", "type", "landmark_index", "x", "y"] and reads[-1] == ["frame", "x", "y"]
