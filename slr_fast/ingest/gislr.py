@@ -168,7 +168,11 @@ def _read_columns(path: str | os.PathLike, layout: Layout, verify: bool,
     try:
         with pa.OSFile(os.fspath(path)) as source:
             size = source.size()
-            pf = pq.ParquetFile(source, read_dictionary=["type"] if verify else None, page_checksum_verification=True)
+            try:
+                pf = pq.ParquetFile(source, read_dictionary=["type"] if verify else None,
+                                    page_checksum_verification=True)
+            except KeyError:  # no `type` column to read as a dictionary: opened plainly, the check below names it
+                pf = pq.ParquetFile(source, page_checksum_verification=True)
             meta = pf.metadata
             n = meta.num_rows
             declared = sum(meta.row_group(i).num_rows for i in range(meta.num_row_groups))

@@ -85,6 +85,7 @@ def _broken(tmp_path, edit, name="broken.parquet"):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.drop_columns(["x"]), r"missing column\(s\) \['x'\]"),
+    (lambda t: t.drop_columns(["type"]), r"missing column\(s\) \['type'\]"),
     (lambda t: t.slice(0, t.num_rows - 1), "2714 rows is not a multiple of 543"),
     (lambda t: t.slice(0, 0), "empty sequence"),
     (lambda t: permute_frames(t, np.array([0, 1, 1, 2, 3])), "frame number 4 appears more than once"),
