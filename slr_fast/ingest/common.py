@@ -214,11 +214,12 @@ def signer_problem(raw: str | None, what: str) -> tuple[int, str | None]:
 def write_entries(out: str | os.PathLike, entries: Sequence[SourceEntry],
                   read: Callable[[SourceEntry], np.ndarray], *, layout: Layout, classes: Sequence[str],
                   provenance: dict, workers: int | None = None, skip_bad: bool = False, overwrite: bool = False,
-                  progress: bool = True) -> IngestReport:
+                  progress: bool = True, compression: str | None = None) -> IngestReport:
     """Read entries on a thread pool and stream them into a new store in entry order.
 
     The first bad file raises its IngestError (and no store is published) unless `skip_bad`, which collects every
     (file, reason) in the report and the store's provenance instead. Unknown signs are bad files too.
+    `compression` names a store preset (`slr_fast.store.compression_names()`; None: the store's default).
     """
     from slr_fast.store import StoreWriter
 
@@ -254,8 +255,9 @@ def write_entries(out: str | os.PathLike, entries: Sequence[SourceEntry],
     # The first result starts the readers; creating the store (importing zarr, ~0.3 s) then overlaps their work.
     first = next(results, None)
     try:
+        options = {} if compression is None else {"compression": compression}
         writer = StoreWriter(out, layout=layout, classes=list(classes), provenance=provenance, overwrite=overwrite,
-                             total=len(entries), progress=progress)
+                             total=len(entries), progress=progress, **options)
     except BaseException:
         results.close()  # stop the readers: nothing will consume their work
         raise

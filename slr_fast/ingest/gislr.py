@@ -322,7 +322,7 @@ def ingest_gislr(source: str | os.PathLike, out: str | os.PathLike, *, layout: L
                  skip_bad: bool = False, split_by_signer: int | None = None,
                  split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), unknown_signers: str = "error",
                  limit: int | None = None, verify: bool = True, max_frames: int = DEFAULT_MAX_FRAMES,
-                 overwrite: bool = False, progress: bool = True) -> IngestReport:
+                 overwrite: bool = False, progress: bool = True, compression: str | None = None) -> IngestReport:
     """Ingest a GISLR corpus (folder with train.csv, or the csv) into a keypoint store at `out`.
 
     Classes: the csv's signs sorted by name, or a sign map (JSON {sign: id} as GISLR's
@@ -363,4 +363,5 @@ def ingest_gislr(source: str | os.PathLike, out: str | os.PathLike, *, layout: L
         return read_gislr_file(entry.path, layout, verify=verify, max_frames=max_frames)
 
     return write_entries(out, entries, read, layout=layout, classes=class_names, provenance=provenance,
-                         workers=workers, skip_bad=skip_bad, overwrite=overwrite, progress=progress)
+                         workers=workers, skip_bad=skip_bad, overwrite=overwrite, progress=progress,
+                         compression=compression)

@@ -247,7 +247,7 @@ def ingest_pose(files: list[str | os.PathLike] | None, labels_csv: str | os.Path
                 coords: str = "auto", missing_points: str = "error", workers: int | None = None,
                 skip_bad: bool = False, split_by_signer: int | None = None,
                 split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), unknown_signers: str = "error",
-                overwrite: bool = False, progress: bool = True) -> IngestReport:
+                overwrite: bool = False, progress: bool = True, compression: str | None = None) -> IngestReport:
     """Ingest `.pose` files (or folders of them; None = every file the labels CSV lists) into a store at `out`.
 
     Labels CSV columns: file (relative to the CSV's folder), sign, and optionally signer (integer ids or names),
@@ -282,4 +282,5 @@ def ingest_pose(files: list[str | os.PathLike] | None, labels_csv: str | os.Path
         return read_pose_file(e.path, layout, coords=coords, missing_points=missing_points)
 
     return write_entries(out, chosen, read, layout=layout, classes=class_names, provenance=provenance,
-                         workers=workers, skip_bad=skip_bad, overwrite=overwrite, progress=progress)
+                         workers=workers, skip_bad=skip_bad, overwrite=overwrite, progress=progress,
+                         compression=compression)

@@ -75,6 +75,12 @@ _BLOSC = {
 }
 
 
+def compression_names() -> list[str]:
+    """The preset names `compression_presets` offers, without importing zarr (for command-line choices)."""
+    base = ["none", "zstd1", "zstd3", *_BLOSC]
+    return [*base, *(f"{name}+time" for name in base)]
+
+
 def compression_presets() -> dict[str, dict[str, list]]:
     """Named codec chains for `frames` as zarr `create_array` keywords (filters, compressors).
 

@@ -224,3 +224,20 @@ def test_skip_bad_lists_bad_rows_and_bad_values_by_file(gislr_corpus, tmp_path):
     assert "coordinate x=inf at frame 2, point 42 (left_hand 2" in skipped[str(entries[8].path)]
     store = KeypointStore.open(tmp_path / "s.zarr")
     assert len(store) == len(entries) - 3 and store.signers.min() >= 0
+
+
+def test_compression_preset_is_chosen_by_name(gislr_corpus, tmp_path, capsys):
+    from cli_testing import assert_one_line_error, call_cli
+
+    from slr_fast.store import compression_presets
+    from slr_fast.store.schema import compression_names
+
+    assert sorted(compression_names()) == sorted(compression_presets())  # the CLI offers the store's presets
+    ingest_gislr(gislr_corpus, tmp_path / "lz4.zarr", compression="blosc-lz4-shuffle+time", progress=False)
+    ingest_gislr(gislr_corpus, tmp_path / "zstd.zarr", progress=False)
+    lz4, zstd = KeypointStore.open(tmp_path / "lz4.zarr"), KeypointStore.open(tmp_path / "zstd.zarr")
+    assert lz4.attrs["compression"] == "blosc-lz4-shuffle+time" != zstd.attrs["compression"]
+    np.testing.assert_array_equal(lz4.frames_array(), zstd.frames_array())
+    rc, _, err = call_cli(["ingest", "gislr", gislr_corpus, "--out", tmp_path / "x.zarr", "--compression", "gzip"],
+                          capsys)
+    assert_one_line_error(rc, err, "--compression", "gzip")
