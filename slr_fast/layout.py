@@ -197,15 +197,15 @@ def make_layout(pose: str | tuple[int, ...] = "upper_body", with_z: bool = False
     )
 
 
+LAYOUT_NAMES = ("default", "arm", "default_z", "arm_z")  # what get_layout knows (the CLI's --layout choices)
+
+
 def get_layout(name: str) -> Layout:
     """Named layouts: default, arm, default_z, arm_z."""
+    if name not in LAYOUT_NAMES:
+        raise ValueError(f"unknown layout {name!r}; valid: {', '.join(LAYOUT_NAMES)}")
     base, _, z = name.partition("_")
-    if z not in ("", "z"):
-        raise ValueError(f"unknown layout {name!r}; valid: default, arm, default_z, arm_z")
-    preset = {"default": "upper_body", "arm": "arm"}.get(base)
-    if preset is None:
-        raise ValueError(f"unknown layout {name!r}; valid: default, arm, default_z, arm_z")
-    return make_layout(preset, with_z=bool(z))
+    return make_layout({"default": "upper_body", "arm": "arm"}[base], with_z=bool(z))
 
 
 DEFAULT_LAYOUT = make_layout()

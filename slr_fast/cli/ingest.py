@@ -4,53 +4,28 @@ from __future__ import annotations
 
 import argparse
 
-from slr_fast.layout import get_layout
+from slr_fast.cli.main import at_least, three_numbers
+from slr_fast.layout import LAYOUT_NAMES, get_layout
 from slr_fast.store.schema import compression_names
-
-_LAYOUTS = ("default", "arm", "default_z", "arm_z")
-
-
-def _fractions(value: str) -> tuple[float, float, float]:
-    """`--split-fractions 0.8,0.1,0.1` (train, val, test)."""
-    try:
-        parts = tuple(float(v) for v in value.split(","))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected three numbers like 0.8,0.1,0.1") from e
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected three numbers (train,val,test), got {len(parts)}")
-    if not all(0 <= p <= 1 for p in parts) or abs(sum(parts) - 1) > 1e-6:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"{value!r}: expected three fractions between 0 and 1 summing to 1")
-    return parts  # type: ignore[return-value]
-
-
-def _positive(value: str) -> int:
-    """A count that must be at least 1 (--workers, --limit, --max-frames)."""
-    try:
-        n = int(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from e
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: must be at least 1")
-    return n
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="STORE", help="store to write (folder or fsspec URL)")
-    p.add_argument("--layout", default="default", choices=_LAYOUTS,
+    p.add_argument("--layout", default="default", choices=LAYOUT_NAMES,
                    help="keypoint layout: default = lips 40 + hands 2x21 + pose 5 (nose, shoulders, elbows), "
                         "arm = GISLR-notebook arm points; _z adds the z coordinate (default: %(default)s)")
     p.add_argument("--classes", metavar="FILE",
                    help="class map fixing the class ids: JSON {sign: id} (GISLR sign_to_prediction_index_map.json), "
                         "JSON list, or text one sign per line (default: signs sorted by name)")
-    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+    p.add_argument("--workers", type=at_least(1), default=None, metavar="N",
                    help="reader threads (default: one per core, at most 8)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable/invalid files and list each with its reason at the end (default: stop at "
                         "the first, naming the file)")
     p.add_argument("--split-by-signer", type=int, default=None, metavar="SEED",
                    help="make a signer-independent train/val/test split with this seed (sources without a split)")
-    p.add_argument("--split-fractions", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TR,VA,TE",
-                   help="signer fractions for --split-by-signer (default: 0.8,0.1,0.1)")
+    p.add_argument("--split-fractions", type=three_numbers, default=(0.8, 0.1, 0.1), metavar="TR,VA,TE",
+                   help="signer fractions for --split-by-signer, summing to 1 (default: 0.8,0.1,0.1)")
     p.add_argument("--unknown-signers", default="error", choices=["error", "none", "train", "val", "test"],
                    help="with --split-by-signer: where sequences of unknown signer go (default: error)")
     p.add_argument("--compression", choices=compression_names(), default=None, metavar="PRESET",
@@ -102,11 +77,11 @@ def register(subparsers) -> None:
                                    "id = sequence_id.")
     g.add_argument("source", metavar="DIR", help="folder holding train.csv, or the csv itself")
     _common(g)
-    g.add_argument("--limit", type=_positive, default=None, metavar="N", help="only the first N csv rows")
+    g.add_argument("--limit", type=at_least(1), default=None, metavar="N", help="only the first N csv rows")
     g.add_argument("--no-verify", action="store_true",
                    help="trust the 543-row order instead of checking every row's type/landmark_index "
                         "(~30%% less CPU per file)")
-    g.add_argument("--max-frames", type=_positive, default=None, metavar="N",
+    g.add_argument("--max-frames", type=at_least(1), default=None, metavar="N",
                    help="refuse files declaring more frames than this, before reading them (default: 20000)")
     g.set_defaults(func=cmd_gislr)
 

@@ -92,6 +92,20 @@ def finite(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
     return parse
 
 
+def three_numbers(text: str) -> tuple[float, float, float]:
+    """An argparse type: three finite comma-separated numbers, e.g. train,val,test shares `0.8,0.1,0.1`; what they
+    must add up to is checked by the code that uses them (a split's fractions, the synthetic signers' shares)."""
+    try:
+        parts = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three numbers like 0.8,0.1,0.1") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three numbers (train,val,test), got {len(parts)}")
+    if not all(math.isfinite(v) and v >= 0 for v in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: the three numbers must be finite and non-negative")
+    return parts  # type: ignore[return-value]
+
+
 def readable_file_problem(spec: str, what: str) -> str | None:
     """For an option that takes a file or a name: why `spec`, if it names an existing path, cannot be read as a
     file (a FIFO would block the reader, a folder fails obscurely); None for a regular file or no file at all."""

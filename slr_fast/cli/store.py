@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-
-def _fractions(text: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
-        raise ValueError(f"--fractions {text!r}: expected three non-negative numbers like 0.8,0.1,0.1")
-    return parts  # type: ignore[return-value]
+from slr_fast.cli.main import three_numbers
 
 
 def cmd_split(args) -> int:
     from slr_fast.store import write_signer_split
 
-    store = write_signer_split(args.store, fractions=_fractions(args.fractions), seed=args.seed,
+    store = write_signer_split(args.store, fractions=args.fractions, seed=args.seed,
                                unknown=args.unknown_signers)
     counts = store.split_counts()
     print(f"{args.store}: signer-independent split (seed {args.seed}): " +
@@ -53,7 +45,8 @@ def register(sub) -> None:
     p = sub.add_parser("split", help="give a store a deterministic signer-independent train/val/test split")
     p.add_argument("store")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fractions", default="0.8,0.1,0.1", help="train,val,test shares of the signers")
+    p.add_argument("--fractions", type=three_numbers, default=(0.8, 0.1, 0.1), metavar="TR,VA,TE",
+                   help="train,val,test fractions of the signers, summing to 1 (default: 0.8,0.1,0.1)")
     p.add_argument("--unknown-signers", default="error", choices=["error", "none", "train", "val", "test"],
                    help="where sequences of unknown signer (-1) go: error (default), none (no split), or a split")
     p.set_defaults(func=cmd_split)

@@ -7,21 +7,9 @@ import os
 import time
 from dataclasses import fields
 
-from slr_fast.cli.main import at_least, finite
+from slr_fast.cli.main import at_least, finite, three_numbers
+from slr_fast.layout import LAYOUT_NAMES
 from slr_fast.synth.config import SynthConfig
-
-_LAYOUTS = ("default", "arm", "default_z", "arm_z")
-
-
-def _shares(value: str) -> tuple[float, float, float]:
-    """`--split 0.7,0.15,0.15` (train, val, test shares of the signers)."""
-    try:
-        parts = tuple(float(v) for v in value.split(","))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected three numbers like 0.7,0.15,0.15") from e
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected three numbers (train,val,test), got {len(parts)}")
-    return parts  # type: ignore[return-value]
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -66,7 +54,7 @@ def register(subparsers) -> None:
                    help="sequences per sign, spread evenly over the signers (default: %(default)s)")
     p.add_argument("--signers", type=int, default=d["signers"], help="number of signers (default: %(default)s)")
     p.add_argument("--seed", type=at_least(0), default=d["seed"], help="the same seed gives the same data (default: 0)")
-    p.add_argument("--layout", default="default", choices=_LAYOUTS,
+    p.add_argument("--layout", default="default", choices=LAYOUT_NAMES,
                    help="keypoint layout; _z adds MediaPipe-style depth (default: %(default)s)")
     p.add_argument("--family-size", type=int, default=d["family_size"], choices=(1, 2, 3, 4),
                    help="signs per family told apart only by temporal order; larger is harder (default: 2)")
@@ -80,7 +68,7 @@ def register(subparsers) -> None:
                    help="detector noise in shoulder half-widths (default: %(default)s)")
     p.add_argument("--left-handed", type=finite(), default=d["left_handed"],
                    help="share of left-handed signers, who mirror every sign (default: %(default)s)")
-    p.add_argument("--split", type=_shares, default=d["split"], metavar="TR,VA,TE",
+    p.add_argument("--split", type=three_numbers, default=d["split"], metavar="TR,VA,TE",
                    help="shares of the signers in train/val/test (default: 0.7,0.15,0.15)")
     p.add_argument("--workers", type=at_least(1), default=None, metavar="N",
                    help="render in N processes (default: one per core, at most 8, for >= 5000 sequences)")

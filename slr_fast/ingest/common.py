@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -122,6 +122,23 @@ def check_unique_ids(csv_path: str | os.PathLike, entries: Sequence[SourceEntry]
         if e.seq_id in seen:
             raise IngestError(csv_path, f"line {line}: {column} {e.seq_id!r} repeats line {seen[e.seq_id]}")
         seen[e.seq_id] = line
+
+
+def assign_signer_split(source: str | os.PathLike, entries: Sequence[SourceEntry], split_rule: str, seed: int,
+                        fractions: Sequence[float], unknown: str) -> tuple[list[SourceEntry], str]:
+    """Entries with a seeded signer-independent split (see slr_fast.store.signer_split), and the rule as recorded in
+    the store. Refused when the labels already carry splits (`split_rule` is not "none"). Entries whose labels
+    are unusable (`problem`) are bad files and take no part, so they never move a signer's split."""
+    from slr_fast.store import signer_split
+
+    if split_rule != "none":
+        raise IngestError(source, "has a split column; drop --split-by-signer or the column")
+    out = list(entries)
+    good = [i for i, e in enumerate(out) if e.problem is None]
+    codes = signer_split(np.array([out[i].signer for i in good], np.int64), fractions, seed=seed, unknown=unknown)
+    for i, c in zip(good, codes, strict=True):
+        out[i] = replace(out[i], split=int(c))
+    return out, f"signer_split fractions={list(fractions)} seed={seed}"
 
 
 def check_frames(path: str | os.PathLike, frames: np.ndarray, layout: Layout) -> np.ndarray:

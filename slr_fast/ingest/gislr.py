@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from slr_fast.ingest.common import (
     IngestError,
     IngestReport,
     SourceEntry,
+    assign_signer_split,
     check_frames,
     check_unique_ids,
     resolve_classes,
@@ -330,8 +330,6 @@ def ingest_gislr(source: str | os.PathLike, out: str | os.PathLike, *, layout: L
     sequence_id. Splits: the csv's `split` column if present, else a signer-independent split seeded by
     `split_by_signer`, else none. Files are read on `workers` threads and written in csv order.
     """
-    from slr_fast.store import signer_split
-
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1 (the number of csv rows to ingest), got {limit}")
     if max_frames < 1:
@@ -342,16 +340,9 @@ def ingest_gislr(source: str | os.PathLike, out: str | os.PathLike, *, layout: L
     class_names = resolve_classes((e.sign for e in entries), classes)
     split_rule = "csv split column" if any(e.split >= 0 for e in entries) else "none"
     if split_by_signer is not None:
-        if split_rule != "none":
-            raise IngestError(csv_path, "has a split column; drop --split-by-signer or the column")
-        # Splits over the csv's signers (not only the readable files), so skipping never moves a signer; rows
-        # with an unusable participant_id are bad files and take no part.
-        good = [i for i, e in enumerate(entries) if e.problem is None]
-        codes = signer_split(np.array([entries[i].signer for i in good], np.int64), split_fractions,
-                             seed=split_by_signer, unknown=unknown_signers)
-        for i, c in zip(good, codes, strict=True):
-            entries[i] = replace(entries[i], split=int(c))
-        split_rule = f"signer_split fractions={list(split_fractions)} seed={split_by_signer}"
+        # Over the csv's signers (not only the readable files), so skipping never moves a signer.
+        entries, split_rule = assign_signer_split(csv_path, entries, split_rule, split_by_signer, split_fractions,
+                                                  unknown_signers)
     entries = entries[:limit]
     provenance = {
         "source_format": "gislr", "source": str(csv_path), "layout_name": layout.name,

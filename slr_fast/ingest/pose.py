@@ -31,6 +31,7 @@ from slr_fast.ingest.common import (
     IngestError,
     IngestReport,
     SourceEntry,
+    assign_signer_split,
     check_frames,
     check_unique_ids,
     resolve_classes,
@@ -260,16 +261,8 @@ def ingest_pose(files: list[str | os.PathLike] | None, labels_csv: str | os.Path
     class_names = resolve_classes((e.sign for e in entries if e.sign is not None), classes)
     split_rule = "labels split column" if any(e.split >= 0 for e in entries) else "none"
     if split_by_signer is not None:
-        if split_rule != "none":
-            raise IngestError(csv_path, "has a split column; drop --split-by-signer or the column")
-        from slr_fast.store import signer_split
-
-        good = [i for i, e in enumerate(chosen) if e.problem is None]
-        codes = signer_split(np.array([chosen[i].signer for i in good], np.int64), split_fractions,
-                             seed=split_by_signer, unknown=unknown_signers)
-        for i, c in zip(good, codes, strict=True):
-            chosen[i] = replace(chosen[i], split=int(c))
-        split_rule = f"signer_split fractions={list(split_fractions)} seed={split_by_signer}"
+        chosen, split_rule = assign_signer_split(csv_path, chosen, split_rule, split_by_signer, split_fractions,
+                                                 unknown_signers)
     provenance = {
         "source_format": "pose", "source": str(csv_path), "layout_name": layout.name, "coords": coords,
         "missing_points": missing_points, "person": "first person only", "split": split_rule,

@@ -37,7 +37,7 @@ def signer_split(signers: np.ndarray | Sequence[int], fractions: Sequence[float]
     signers = np.asarray(signers)
     if signers.ndim != 1 or signers.dtype.kind not in "iu":
         raise ValueError(f"signers must be a 1-D integer array, got dtype {signers.dtype} shape {signers.shape}")
-    if len(fractions) != len(SPLITS) or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+    if len(fractions) != len(SPLITS) or not all(f >= 0 for f in fractions) or not abs(sum(fractions) - 1) <= 1e-6:
         raise ValueError(f"fractions must be {len(SPLITS)} non-negative numbers ({'/'.join(SPLITS)}) summing "
                          f"to 1, got {tuple(fractions)}")
     if unknown not in ("error", "none", *SPLITS):

@@ -1,6 +1,7 @@
 """`slr-fast split` and `slr-fast verify`."""
 
 import numpy as np
+import pytest
 
 from slr_fast.cli.main import main
 from slr_fast.layout import DEFAULT_LAYOUT
@@ -33,4 +34,6 @@ def test_split_unknown_signers_is_a_clear_error(tmp_path, capsys):
     assert "unknown" in capsys.readouterr().err
     assert main(["split", str(path), "--unknown-signers", "none"]) == 0
     assert KeypointStore.open(path).split_counts()["none"] == 1
-    assert main(["split", str(path), "--fractions", "1,2"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # refused while parsing the command line
+        main(["split", str(path), "--fractions", "1,2"])
+    assert exit_info.value.code == 2 and "--fractions" in capsys.readouterr().err
