@@ -86,28 +86,38 @@ def bases(work: Path, rng: np.random.Generator) -> dict[str, Path]:
     return {"plain": plain, "crc": checked}
 
 
+def report(work: Path, kind: str, cases, suffix: str, read, describe) -> None:
+    """Write each (name, bytes) case to a file, read it, and print one JSON line: `describe(frames)`'s facts, or
+    the IngestError's message."""
+    from slr_fast.ingest import IngestError
+
+    for k, (name, data) in enumerate(cases):
+        path = work / f"{kind}-{k}{suffix}"
+        path.write_bytes(data)
+        out = {"base": kind, "case": name, "path": str(path)}
+        try:
+            out.update(ok=True, **describe(path, read(path)))
+        except IngestError as e:
+            out.update(ok=False, message=str(e))
+        print(json.dumps(out), flush=True)
+
+
 def run_parquet(work: Path, rng: np.random.Generator, count: int) -> None:
-    from slr_fast.ingest import IngestError, read_gislr_file
+    from slr_fast.ingest import read_gislr_file
     from slr_fast.layout import DEFAULT_LAYOUT
 
     rows = DEFAULT_LAYOUT.gislr_rows()
-    i = 0
     for kind, source in bases(work, rng).items():
         original = read_gislr_file(source)
-        for name, data in parquet_cases(source.read_bytes(), 6 * 543, rng, count):
-            path = work / f"case{i}.parquet"
-            i += 1
-            path.write_bytes(data)
-            out = {"base": kind, "case": name, "path": str(path)}
-            try:
-                frames = read_gislr_file(path)
-                want = reference(path, rows)
-                out.update(ok=True, shape=list(frames.shape),
-                           same_as_pyarrow=want is not None and np.array_equal(frames, want, equal_nan=True),
-                           same_as_original=np.array_equal(frames, original, equal_nan=True))
-            except IngestError as e:
-                out.update(ok=False, message=str(e))
-            print(json.dumps(out), flush=True)
+
+        def describe(path: Path, frames: np.ndarray, original=original) -> dict:
+            want = reference(path, rows)
+            return {"shape": list(frames.shape),
+                    "same_as_pyarrow": want is not None and np.array_equal(frames, want, equal_nan=True),
+                    "same_as_original": np.array_equal(frames, original, equal_nan=True)}
+
+        report(work, kind, parquet_cases(source.read_bytes(), 6 * 543, rng, count), ".parquet", read_gislr_file,
+               describe)
 
 
 def run_pose(work: Path, rng: np.random.Generator, count: int) -> None:
@@ -115,25 +125,17 @@ def run_pose(work: Path, rng: np.random.Generator, count: int) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from ingest_testing import HOLISTIC, holistic_data, write_pose
 
-    from slr_fast.ingest import IngestError, read_pose_file
+    from slr_fast.ingest import read_pose_file
+
+    def describe(path: Path, frames: np.ndarray) -> dict:
+        return {"shape": list(frames.shape), "dtype": str(frames.dtype),
+                "finite_or_nan": bool((np.isfinite(frames) | np.isnan(frames)).all())}
 
     sources = {"normalized": write_pose(work / "norm.pose", holistic_data(rng, 5), components=HOLISTIC),
                "pixel": write_pose(work / "pix.pose", holistic_data(rng, 4) * 500, components=HOLISTIC)}
-    i = 0
-    for kind, source in sources.items():
-        base = source.read_bytes()
-        for name, data in damaged(base, rng, count, hot=(0, 12_000)):  # the header: names, counts, sizes
-            path = work / f"case{i}.pose"
-            i += 1
-            path.write_bytes(data)
-            out = {"base": kind, "case": name, "path": str(path)}
-            try:
-                frames = read_pose_file(path)
-                out.update(ok=True, shape=list(frames.shape), dtype=str(frames.dtype),
-                           finite_or_nan=bool((np.isfinite(frames) | np.isnan(frames)).all()))
-            except IngestError as e:
-                out.update(ok=False, message=str(e))
-            print(json.dumps(out), flush=True)
+    for kind, source in sources.items():  # half the flips in the header: names, counts, sizes
+        report(work, kind, damaged(source.read_bytes(), rng, count, hot=(0, 12_000)), ".pose", read_pose_file,
+               describe)
 
 
 def main() -> None:
