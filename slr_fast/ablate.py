@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from kernels.registry import FIELDS, KernelConfig
+from slr_fast.errors import UserInputError
 
 REFERENCE = "torch"
 
@@ -29,15 +30,15 @@ def parse_grid(spec: str) -> list[KernelConfig]:
             continue
         key, sep, values = item.partition("=")
         if not sep or not values:
-            raise ValueError(f"--kernels-grid item {item!r} must look like op=backend|backend")
+            raise UserInputError(f"--kernels-grid item {item!r} must look like op=backend|backend")
         key = key.strip()
         if key not in FIELDS:
-            raise ValueError(f"--kernels-grid: unknown op {key!r}; valid: {', '.join(FIELDS)}")
+            raise UserInputError(f"--kernels-grid: unknown op {key!r}; valid: {', '.join(FIELDS)}")
         if key in dict(axes):
-            raise ValueError(f"--kernels-grid: op {key!r} given twice")
+            raise UserInputError(f"--kernels-grid: op {key!r} given twice")
         axes.append((key, [v.strip() for v in values.split("|") if v.strip()]))
     if not axes:
-        raise ValueError(f"--kernels-grid {spec!r} names no op")
+        raise UserInputError(f"--kernels-grid {spec!r} names no op")
     grid = [KernelConfig(**dict(zip([k for k, _ in axes], combo, strict=True)))
             for combo in itertools.product(*[v for _, v in axes])]
     return grid
@@ -84,7 +85,7 @@ def _batches(setup: AblationSetup, n: int, device: torch.device):
                 if len(out) == n:
                     break
             if len(out) == before:
-                raise ValueError(f"{setup.store}: no training batch of size {setup.batch_size}")
+                raise UserInputError(f"{setup.store}: no training batch of size {setup.batch_size}")
     return store, classes, out
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from slr_fast.errors import UserInputError
+
 # Sources: MediaPipe Holistic components, with their point counts.
 SOURCE_SIZES = {"face": 468, "left_hand": 21, "pose": 33, "right_hand": 21}
 
@@ -176,13 +178,13 @@ class Layout:
             parts = tuple(Part(q["name"], q["source"], tuple(int(i) for i in q["indices"])) for q in d["parts"])
             return cls(parts=parts, channels=tuple(d.get("channels", ("x", "y"))), name=d.get("name", "custom"))
         except (KeyError, TypeError) as e:
-            raise ValueError(f"malformed layout description {d!r}: {e}") from e
+            raise UserInputError(f"malformed layout description {d!r}: {e}") from e
 
 
 def make_layout(pose: str | tuple[int, ...] = "upper_body", with_z: bool = False) -> Layout:
     """The default 87-point layout: lips 40, left hand 21, right hand 21, pose 5 (preset name or indices)."""
     if isinstance(pose, str) and pose not in POSE_PRESETS:
-        raise ValueError(f"unknown pose preset {pose!r}; valid: {sorted(POSE_PRESETS)}")
+        raise UserInputError(f"unknown pose preset {pose!r}; valid: {sorted(POSE_PRESETS)}")
     pose_idx = POSE_PRESETS[pose] if isinstance(pose, str) else tuple(pose)
     name = "default" if pose == "upper_body" else (pose if isinstance(pose, str) else "custom")
     return Layout(
@@ -203,7 +205,7 @@ LAYOUT_NAMES = ("default", "arm", "default_z", "arm_z")  # what get_layout knows
 def get_layout(name: str) -> Layout:
     """Named layouts: default, arm, default_z, arm_z."""
     if name not in LAYOUT_NAMES:
-        raise ValueError(f"unknown layout {name!r}; valid: {', '.join(LAYOUT_NAMES)}")
+        raise UserInputError(f"unknown layout {name!r}; valid: {', '.join(LAYOUT_NAMES)}")
     base, _, z = name.partition("_")
     return make_layout({"default": "upper_body", "arm": "arm"}[base], with_z=bool(z))
 

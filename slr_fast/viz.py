@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from slr_fast.errors import UserInputError
 from slr_fast.layout import Layout
 
 # MediaPipe Hands topology: thumb, the four fingers from the wrist, and the palm's knuckle line.
@@ -125,7 +126,7 @@ def draw_sequence(frames: np.ndarray, layout: Layout, frame_ids: Sequence[int] |
     ids = pick_frames(frames.shape[0], count) if frame_ids is None else [int(i) for i in frame_ids]
     bad = [i for i in ids if not 0 <= i < frames.shape[0]]
     if bad:
-        raise ValueError(f"frame ids {bad} outside the sequence's {frames.shape[0]} frames")
+        raise UserInputError(f"frame ids {bad} outside the sequence's {frames.shape[0]} frames")
     if not ids:
         raise ValueError("nothing to draw: the sequence has no frames")
     if axes is None:

@@ -14,6 +14,7 @@ import pytest
 from cli_testing import assert_one_line_error, call_cli, run_cli
 
 from slr_fast.cli.main import user_error_line
+from slr_fast.errors import TrainingDiverged, UserInputError
 
 NO_STORE = "/nonexistent/store.zarr"  # validation must fire before the store is even opened
 
@@ -194,9 +195,37 @@ def test_a_bug_keeps_its_traceback(monkeypatch, capsys):
     with pytest.raises(KeyError, match="internal"):
         main(["eval", "--checkpoint", "x.pt", "--store", NO_STORE])
     assert user_error_line(TypeError("bug")) is None
+    assert user_error_line(ValueError("bug")) is None  # only the project's own error types are the user's
+    assert user_error_line(FloatingPointError("bug")) is None
+    assert user_error_line(UserInputError("bad\nvalue")) == "bad value"
+    assert user_error_line(TrainingDiverged("non-finite loss")) == "non-finite loss"
     assert user_error_line(OSError(9, "Bad file descriptor")) is None  # EBADF is ours, not the user's
     assert user_error_line(PermissionError(13, "Permission denied", "/root/x")) == "/root/x: Permission denied"
     assert user_error_line(OSError(28, "No space left on device", "/x/y")).startswith("no space left on ")
+
+
+def test_a_plain_value_error_inside_slr_fast_keeps_its_traceback(monkeypatch):
+    """A ValueError is not the user's by its type: one raised by our own code (a bug) is re-raised as it is."""
+    import slr_fast.cli.train as cli_train
+
+    def broken(args):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(cli_train, "cmd_eval", broken)
+    from slr_fast.cli.main import main
+
+    with pytest.raises(ValueError, match="broadcast"):
+        main(["eval", "--checkpoint", "x.pt", "--store", NO_STORE])
+
+
+def test_the_projects_errors_share_one_base_that_is_a_value_error():
+    from slr_fast.ingest.common import IngestError
+    from slr_fast.model.checkpoint import CheckpointError
+    from slr_fast.store.schema import StoreError
+    from slr_fast.train.config import ConfigError
+
+    for cls in (ConfigError, CheckpointError, IngestError, StoreError, TrainingDiverged):
+        assert issubclass(cls, UserInputError) and issubclass(cls, ValueError), cls
 
 
 def test_the_real_entry_point_prints_one_line_and_exits_2(tmp_path):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from slr_fast.cli.main import at_least, readable_file_problem
+from slr_fast.errors import UserInputError, user_input
 from slr_fast.fileio import writing
 
 
@@ -41,21 +42,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.augment is not None:
         problem = readable_file_problem(args.augment, "--augment")
         if problem:
-            raise ValueError(problem)
+            raise UserInputError(problem)
     store = KeypointStore.open(args.store)
     n = len(store)
     if not -n <= args.index < n:
-        raise ValueError(f"--index {args.index} out of range: {args.store} holds {n} sequences (0..{n - 1})")
+        raise UserInputError(f"--index {args.index} out of range: {args.store} holds {n} sequences (0..{n - 1})")
     i = args.index % n
     frames, label = store[i]
     if frames.shape[0] == 0:
-        raise ValueError(f"sequence {i} of {args.store} has no frames to draw")
+        raise UserInputError(f"sequence {i} of {args.store} has no frames to draw")
     if args.augment is not None:
         # Before/after rows of the engine's preview (frames after hand-less dropping and normalization).
+        from slr_fast.augment import load_pipeline
         from slr_fast.engine import augment_preview
         from slr_fast.viz import draw_comparison
 
-        before, after = augment_preview(frames, store.layout, args.augment, seed=args.seed, epoch=args.epoch,
+        with user_input("--augment: "):
+            pipeline = load_pipeline(args.augment)
+        before, after = augment_preview(frames, store.layout, pipeline, seed=args.seed, epoch=args.epoch,
                                         sample_id=i)
         fig = draw_comparison({"original": before, "augmented": after}, store.layout, args.frame_ids,
                               count=args.frames)
@@ -80,13 +84,13 @@ def image_path(value: str) -> Path:
 
     out = Path(value)
     if out.is_dir():
-        raise ValueError(f"--out {value}: is a folder; name the image file, e.g. {out / 'sequence.png'}")
+        raise UserInputError(f"--out {value}: is a folder; name the image file, e.g. {out / 'sequence.png'}")
     formats = FigureCanvasAgg.get_supported_filetypes()
     if not out.suffix:
         return out.with_name(out.name + ".png")
     if out.suffix[1:].lower() not in formats:
-        raise ValueError(f"--out {value}: matplotlib cannot write {out.suffix!r} images; use one of "
-                         f"{', '.join('.' + f for f in sorted(formats))}")
+        raise UserInputError(f"--out {value}: matplotlib cannot write {out.suffix!r} images; use one of "
+                             f"{', '.join('.' + f for f in sorted(formats))}")
     return out
 
 

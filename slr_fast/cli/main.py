@@ -1,4 +1,4 @@
-"""Entry point of the `slr-fast` command."""
+"""Entry point of the `slr-fast` command: one parser, a module per command group, one place that words errors."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import argparse
 import errno
 import importlib
 import math
+import os
 import sys
 
 from slr_fast import __version__
+from slr_fast.errors import UserInputError
 from slr_fast.fileio import is_no_space, no_space_error
 
 # Each module defines register(subparsers), adding its sub-commands with `set_defaults(func=...)`.
@@ -34,10 +36,14 @@ USER_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, 
                          errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
                          errno.EIO, errno.ENXIO, errno.ENOTEMPTY, errno.EMFILE, errno.ENFILE})
 MAX_LINE = 2000  # a message quoting a hostile file's contents is cut, never a screenful
-
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit code 2, no traceback."""
+# What `slr-fast --help` says above the command list.
+DESCRIPTION = ("Sign-language recognition from keypoints: turn GISLR parquet or .pose files into a keypoint store "
+               "(or synthesize one), inspect it, train the hierarchical transformer, evaluate and predict. "
+               "`slr-fast demo` runs the whole chain on a synthetic dataset; `slr-fast COMMAND --help` describes "
+               "a command.")
+# Exit code when the reader of our output went away (`slr-fast eval --json | head`): 128 + SIGPIPE, what a shell
+# reports for a program SIGPIPE stopped.
+EXIT_BROKEN_PIPE = 141
 
 
 class Parser(argparse.ArgumentParser):
@@ -132,7 +138,7 @@ def user_error_line(e: BaseException) -> str | None:
             where = f"{e.filename} -> {e.filename2}" if e.filename2 else e.filename
             return one_line(f"{where}: {e.strerror}" if where else f"{e.strerror}")
         return None
-    if isinstance(e, ValueError | UserError | FloatingPointError):  # the project's error types are ValueErrors
+    if isinstance(e, UserInputError):  # the project's own errors; any other ValueError is a bug
         return one_line(str(e))
     registry = sys.modules.get("kernels.registry")  # loaded by whatever could raise its error
     if registry is not None and isinstance(e, registry.KernelUnavailableError):
@@ -142,7 +148,7 @@ def user_error_line(e: BaseException) -> str | None:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The `slr-fast` parser: with every command, or only `command`'s module when one is named."""
-    parser = Parser(prog="slr-fast", description=__doc__)
+    parser = Parser(prog="slr-fast", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"slr-fast {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in (COMMANDS[command],) if command in COMMANDS else COMMAND_MODULES:
@@ -159,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so a closed pipe is seen now rather than at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _stdout_gone()
     except Exception as e:
         # Input problems (bad files, bad values, a full disk) end with a line naming the culprit; bugs keep
         # their traceback.
@@ -168,3 +178,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"slr-fast {args.command}: error: {line}", file=sys.stderr)
         return 2
+
+
+def _stdout_gone() -> int:
+    """The reader of stdout went away: stop quietly like `cat` or `grep` do, without a traceback, and keep Python's
+    final flush of the unwritable buffer from raising again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (captured in tests)
+        pass
+    return EXIT_BROKEN_PIPE

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from slr_fast.cli.main import at_least
+from slr_fast.errors import UserInputError
 from slr_fast.fileio import regular_file_problem
 from slr_fast.train.config import PRECISIONS, SCHEDULES, ConfigError, TrainConfig, class_list_problem
 
@@ -19,18 +20,18 @@ def _classes_arg(value: str | None) -> list[str] | None:
     if os.path.lexists(value) or looks_like_file:
         problem = regular_file_problem(value)
         if problem:
-            raise ValueError(f"--classes {value}: {problem}")
+            raise UserInputError(f"--classes {value}: {problem}")
         try:
             text = Path(value).read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
-            raise ValueError(f"--classes {value}: not a text (UTF-8) file ({e.reason} at byte {e.start})") from e
+            raise UserInputError(f"--classes {value}: not a text (UTF-8) file ({e.reason} at byte {e.start})") from e
         if text.lstrip().startswith("["):
             try:
                 names = json.loads(text)
             except json.JSONDecodeError as e:
-                raise ValueError(f"--classes {value}: not a valid JSON list ({e})") from e
+                raise UserInputError(f"--classes {value}: not a valid JSON list ({e})") from e
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise ValueError(f"--classes {value}: a JSON list of class names (strings) expected")
+                raise UserInputError(f"--classes {value}: a JSON list of class names (strings) expected")
         else:
             names = text.splitlines()
     else:
@@ -38,7 +39,7 @@ def _classes_arg(value: str | None) -> list[str] | None:
     names = [n for n in (s.strip() for s in names) if n]
     problem = class_list_problem(names)
     if problem:
-        raise ValueError(f"--classes {value}: {'no class names' if not names else problem}")
+        raise UserInputError(f"--classes {value}: {'no class names' if not names else problem}")
     return names
 
 
@@ -90,8 +91,8 @@ def cmd_train(args) -> int:
         ignored = [f for f in (*FLAGS, "--config", "--set", "--new-head") if f != "--resume"
                    and getattr(args, f[2:].replace("-", "_")) not in (None, False)]
         if ignored:
-            raise ValueError(f"--resume {args.resume} continues the run with its saved config; drop "
-                             f"{', '.join(ignored)} (or start a new run with --init-from)")
+            raise UserInputError(f"--resume {args.resume} continues the run with its saved config; drop "
+                                 f"{', '.join(ignored)} (or start a new run with --init-from)")
         result = fit(TrainConfig(), resume=args.resume, progress=False if args.no_progress else None)
     else:
         result = fit(config_from_args(args))

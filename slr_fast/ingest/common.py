@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from slr_fast.errors import UserInputError
 from slr_fast.fileio import regular_file_problem
 from slr_fast.layout import Layout
 
@@ -27,7 +28,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class IngestError(ValueError):
+class IngestError(UserInputError):
     """A source file (or its label) cannot be ingested; the message names the file and the problem."""
 
     def __init__(self, path: str | os.PathLike, problem: str):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from kernels.registry import KernelConfig
+from slr_fast.errors import UserInputError
 from slr_fast.fileio import regular_file_problem, write_atomic
 from slr_fast.model.config import ModelConfig
 from slr_fast.model.model import SignModel
@@ -26,7 +27,7 @@ _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 TORCH_KERNELS = KernelConfig(rmsnorm="torch", swiglu="torch", rope="torch", attention="torch")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserInputError):
     """A checkpoint file that cannot be used; the message names the file and the problem."""
 
 

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from slr_fast.errors import UserInputError
+
 StorePath = str | os.PathLike
 
 
@@ -20,7 +22,7 @@ def zarr_store(path: StorePath, *, read_only: bool, storage_options: dict[str, A
 
     if not is_url(path):
         if storage_options:
-            raise ValueError(f"storage_options are only for URLs, not the local path {os.fspath(path)!r}")
+            raise UserInputError(f"storage_options are only for URLs, not the local path {os.fspath(path)!r}")
         return LocalStore(Path(path), read_only=read_only)
     try:
         import fsspec  # noqa: F401
@@ -34,8 +36,8 @@ def zarr_store(path: StorePath, *, read_only: bool, storage_options: dict[str, A
     try:
         return FsspecStore.from_url(path, storage_options=options, read_only=read_only)
     except (ImportError, ValueError) as e:
-        raise ValueError(f"cannot open {path!r} through fsspec ({e}); for s3:// or gs:// install "
-                         f"'slr-fast[remote]'") from e
+        raise UserInputError(f"cannot open {path!r} through fsspec ({e}); for s3:// or gs:// install "
+                             f"'slr-fast[remote]'") from e
 
 
 def describe(path: StorePath) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from slr_fast.errors import UserInputError
 from slr_fast.layout import Layout
 from slr_fast.store.integrity import check_checksum, check_chunks, frames_chunk, recorded_checksums
 from slr_fast.store.location import StorePath, describe, is_url, zarr_store
@@ -345,12 +346,12 @@ class KeypointStore:
         for c in classes:
             if isinstance(c, str):
                 if c not in lookup:
-                    raise ValueError(f"{self.where}: unknown class {c!r}; the store has {len(self.classes)} "
-                                     f"classes, e.g. {self.classes[:5]}")
+                    raise UserInputError(f"{self.where}: unknown class {c!r}; the store has {len(self.classes)} "
+                                         f"classes, e.g. {self.classes[:5]}")
                 out.append(lookup[c])
             else:
                 if not 0 <= int(c) < len(self.classes):
-                    raise ValueError(f"{self.where}: class id {c} outside 0..{len(self.classes) - 1}")
+                    raise UserInputError(f"{self.where}: class id {c} outside 0..{len(self.classes) - 1}")
                 out.append(int(c))
         return np.asarray(out, np.int32)
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from slr_fast.errors import UserInputError
 from slr_fast.layout import Layout
 
 SCHEMA_VERSION = 1
@@ -117,11 +118,11 @@ def get_compression(name: str) -> dict[str, list]:
     """zarr codec keywords for a preset name; unknown names fail listing the valid ones."""
     presets = compression_presets()
     if name not in presets:
-        raise ValueError(f"unknown compression {name!r}; valid: {', '.join(presets)}")
+        raise UserInputError(f"unknown compression {name!r}; valid: {', '.join(presets)}")
     return presets[name]
 
 
-class StoreError(ValueError):
+class StoreError(UserInputError):
     """A store is missing, incomplete, or inconsistent; the message names the store and the problem.
 
     The message is always one line (a library's multi-line text is folded), so the CLI prints exactly one.
@@ -137,11 +138,11 @@ def split_code(split: str | int | None) -> int:
         return NO_SPLIT
     if isinstance(split, str):
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)} or None")
+            raise UserInputError(f"unknown split {split!r}; valid: {', '.join(SPLITS)} or None")
         return SPLITS.index(split)
     code = int(split)
     if not NO_SPLIT <= code < len(SPLITS):
-        raise ValueError(f"split code {split!r} out of range; valid: -1 (none), 0 train, 1 val, 2 test")
+        raise UserInputError(f"split code {split!r} out of range; valid: -1 (none), 0 train, 1 val, 2 test")
     return code
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from slr_fast.errors import UserInputError
 from slr_fast.store.schema import NO_SPLIT, SPLITS, UNKNOWN_SIGNER, split_code
 
 
@@ -38,18 +39,19 @@ def signer_split(signers: np.ndarray | Sequence[int], fractions: Sequence[float]
     if signers.ndim != 1 or signers.dtype.kind not in "iu":
         raise ValueError(f"signers must be a 1-D integer array, got dtype {signers.dtype} shape {signers.shape}")
     if len(fractions) != len(SPLITS) or not all(f >= 0 for f in fractions) or not abs(sum(fractions) - 1) <= 1e-6:
-        raise ValueError(f"fractions must be {len(SPLITS)} non-negative numbers ({'/'.join(SPLITS)}) summing "
-                         f"to 1, got {tuple(fractions)}")
+        raise UserInputError(f"fractions must be {len(SPLITS)} non-negative numbers ({'/'.join(SPLITS)}) summing "
+                             f"to 1, got {tuple(fractions)}")
     if unknown not in ("error", "none", *SPLITS):
-        raise ValueError(f"unknown={unknown!r}; valid: 'error', 'none', {', '.join(map(repr, SPLITS))}")
+        raise UserInputError(f"unknown={unknown!r}; valid: 'error', 'none', {', '.join(map(repr, SPLITS))}")
     if (signers < UNKNOWN_SIGNER).any():
-        raise ValueError(f"invalid signer id {int(signers.min())} (ids are >= 0, -1 = unknown)")
+        raise UserInputError(f"invalid signer id {int(signers.min())} (ids are >= 0, -1 = unknown)")
     out = np.full(len(signers), NO_SPLIT, np.int8)
     missing = signers == UNKNOWN_SIGNER
     if missing.any():
         if unknown == "error":
-            raise ValueError(f"{int(missing.sum())} of {len(signers)} sequences have an unknown signer (-1); pass "
-                             f"unknown='none' to leave them out of every split or unknown='train'/'val'/'test'")
+            raise UserInputError(f"{int(missing.sum())} of {len(signers)} sequences have an unknown signer (-1); pass "
+                                 "--unknown-signers none (unknown='none') to leave them out of every split, or "
+                                 "train/val/test to put them all in one")
         out[missing] = NO_SPLIT if unknown == "none" else split_code(unknown)
     ids = np.unique(signers[~missing])
     if ids.size == 0:
@@ -93,16 +95,16 @@ def class_subset(classes: Sequence[str], subset: Iterable[str | int]) -> ClassSu
     for c in subset:
         if isinstance(c, str):
             if c not in lookup:
-                raise ValueError(f"unknown class {c!r}; there are {len(classes)} classes, e.g. {list(classes[:5])}")
+                raise UserInputError(f"unknown class {c!r}; there are {len(classes)} classes, e.g. {list(classes[:5])}")
             ids.append(lookup[c])
         else:
             if not 0 <= int(c) < len(classes):
-                raise ValueError(f"class id {c} outside 0..{len(classes) - 1}")
+                raise UserInputError(f"class id {c} outside 0..{len(classes) - 1}")
             ids.append(int(c))
     if not ids:
-        raise ValueError("class subset is empty")
+        raise UserInputError("class subset is empty")
     if len(set(ids)) != len(ids):
-        raise ValueError("class subset names a class twice")
+        raise UserInputError("class subset names a class twice")
     remap = np.full(len(classes), -1, np.int32)
     remap[ids] = np.arange(len(ids), dtype=np.int32)
     return ClassSubset(ids=np.asarray(ids, np.int32), names=[classes[i] for i in ids], remap=remap)

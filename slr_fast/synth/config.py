@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from slr_fast.errors import UserInputError
 from slr_fast.layout import LIPS, Layout, get_layout
 
 
@@ -39,39 +40,39 @@ class SynthConfig:
         for name in ("classes", "per_class", "signers", "min_length", "max_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"SynthConfig.{name} must be a positive integer, got {value!r}")
+                raise UserInputError(f"SynthConfig.{name} must be a positive integer, got {value!r}")
         if self.min_length > self.max_length:
-            raise ValueError(f"SynthConfig.min_length {self.min_length} > max_length {self.max_length}")
+            raise UserInputError(f"SynthConfig.min_length {self.min_length} > max_length {self.max_length}")
         if not 1 <= self.family_size <= 4:
-            raise ValueError(f"SynthConfig.family_size must be 1..4, got {self.family_size}")
+            raise UserInputError(f"SynthConfig.family_size must be 1..4, got {self.family_size}")
         if self.length_median <= 0 or self.length_sigma < 0:
-            raise ValueError(f"SynthConfig: length_median must be > 0 and length_sigma >= 0, got "
-                             f"{self.length_median}, {self.length_sigma}")
+            raise UserInputError(f"SynthConfig: length_median must be > 0 and length_sigma >= 0, got "
+                                 f"{self.length_median}, {self.length_sigma}")
         for name in ("hand_miss_rate", "rest_miss_rate", "face_miss_rate", "frame_miss_rate", "left_handed"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"SynthConfig.{name} must be within [0, 1], got {value}")
+                raise UserInputError(f"SynthConfig.{name} must be within [0, 1], got {value}")
         if self.jitter < 0:
-            raise ValueError(f"SynthConfig.jitter must be >= 0, got {self.jitter}")
+            raise UserInputError(f"SynthConfig.jitter must be >= 0, got {self.jitter}")
         if len(self.split) != 3 or min(self.split) < 0 or sum(self.split) <= 0:
-            raise ValueError(f"SynthConfig.split must be three non-negative shares (train, val, test), "
-                             f"got {self.split}")
+            raise UserInputError(f"SynthConfig.split must be three non-negative shares (train, val, test), "
+                                 f"got {self.split}")
         if not self.aspects or min(self.aspects) <= 0:
-            raise ValueError(f"SynthConfig.aspects must be positive width/height ratios, got {self.aspects}")
+            raise UserInputError(f"SynthConfig.aspects must be positive width/height ratios, got {self.aspects}")
         self.get_layout()  # fail early on a layout the generator cannot draw
 
     def get_layout(self) -> Layout:
         """The Layout object (resolving a name), checked to hold only points the generator draws."""
         layout = get_layout(self.layout) if isinstance(self.layout, str) else self.layout
         if not isinstance(layout, Layout):
-            raise ValueError(f"SynthConfig.layout must be a layout name or a Layout, got {type(layout).__name__}")
+            raise UserInputError(f"SynthConfig.layout must be a layout name or a Layout, got {type(layout).__name__}")
         lips = set(LIPS)
         for part in layout.parts:
             if part.source == "face":
                 extra = [i for i in part.indices if i not in lips]
                 if extra:
-                    raise ValueError(f"layout part {part.name!r}: the synthetic face has only the 40 lip points "
-                                     f"(slr_fast.layout.LIPS); face indices {extra[:8]} cannot be generated")
+                    raise UserInputError(f"layout part {part.name!r}: the synthetic face has only the 40 lip points "
+                                         f"(slr_fast.layout.LIPS); face indices {extra[:8]} cannot be generated")
         return layout
 
     def to_dict(self) -> dict:
@@ -88,7 +89,7 @@ class SynthConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown SynthConfig field(s) {unknown}; known: {sorted(known)}")
+            raise UserInputError(f"unknown SynthConfig field(s) {unknown}; known: {sorted(known)}")
         d = dict(d)
         if isinstance(d.get("layout"), dict):
             layout = Layout.from_dict(d["layout"])

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from slr_fast.errors import UserInputError
 from slr_fast.layout import LIPS, Layout, Part
 from slr_fast.synth.body import (
     HEAD_POINTS,
@@ -65,7 +66,7 @@ def source_rows(layout: Layout) -> np.ndarray:
     try:
         return np.array([where[(p.source, i)] for p in layout.parts for i in p.indices], dtype=np.int64)
     except KeyError as e:
-        raise ValueError(f"layout {layout.name!r}: the generator cannot draw point {e.args[0]}") from e
+        raise UserInputError(f"layout {layout.name!r}: the generator cannot draw point {e.args[0]}") from e
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slr_fast.errors import UserInputError
 from slr_fast.fileio import regular_file_problem
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -33,7 +34,7 @@ MAX_FRAMES = 4096
 MAX_THREADS = 1024  # torch's intra-op pool: more threads than any machine has cores only thrash
 
 
-class ConfigError(ValueError):
+class ConfigError(UserInputError):
     """A config value of the wrong type or out of range; the message names the field and the value."""
 
     def __init__(self, message: str, field: str = "", value=None, expected: str = ""):

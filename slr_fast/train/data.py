@@ -8,12 +8,13 @@ import numpy as np
 import torch
 
 from slr_fast.engine import BatchProcessor
+from slr_fast.errors import UserInputError, user_input
 from slr_fast.fileio import regular_file_problem
 from slr_fast.layout import Layout
 from slr_fast.loader import KeypointLoader, LoaderConfig
 from slr_fast.preprocess import PreprocessConfig
 from slr_fast.store import KeypointStore
-from slr_fast.train.config import TrainConfig
+from slr_fast.train.config import ConfigError, TrainConfig
 from slr_fast.train.runtime import Runtime
 
 
@@ -27,8 +28,9 @@ def augment_from_config(spec):
     if isinstance(spec, str) and spec not in NAMED and not spec.lstrip().startswith(("[", "{")):
         problem = regular_file_problem(spec)  # a FIFO would block the reader; say so instead
         if problem and problem != "file not found":
-            raise ValueError(f"augment config {spec}: {problem}")
-    return load_pipeline(spec)
+            raise UserInputError(f"augment config {spec}: {problem}")
+    with user_input():  # the pipeline's own checks name the op and the parameter
+        return load_pipeline(spec)
 
 
 @dataclass
@@ -58,8 +60,10 @@ class RunData:
             mcfg = ModelConfig.preset(preset, num_classes=self.num_classes, layout=self.layout, **spec)
             mcfg.check_size()  # before a single parameter is allocated
         except ValueError as e:
-            raise ValueError(f"config.model with the store's {self.num_classes} classes and layout: {e}") from e
-        return SignModel(mcfg, kernels=KernelConfig.parse(config.kernels))
+            raise ConfigError(f"config.model with the store's {self.num_classes} classes and layout: {e}") from e
+        with user_input(f"--kernels {config.kernels}: "):
+            kernels = KernelConfig.parse(config.kernels)
+        return SignModel(mcfg, kernels=kernels)
 
     def close(self):
         for ld in (self.train, self.val, self.test, self.train_eval):
@@ -71,7 +75,8 @@ def build_data(config: TrainConfig, rt: Runtime) -> RunData:
     """Open the store and make the train / val / clean-train / test loaders of a run."""
     dc = config.data
     if not dc.store:
-        raise ValueError("no store given: pass --store PATH (a store made by `slr-fast synth` or `slr-fast ingest`)")
+        raise UserInputError("no store given: pass --store PATH (a store made by `slr-fast synth` or "
+                             "`slr-fast ingest`)")
     store = KeypointStore.open(dc.store)
     layout = store.layout
     pre = PreprocessConfig.from_dict({"T": dc.frames, **dc.preprocess})
@@ -84,8 +89,8 @@ def build_data(config: TrainConfig, rt: Runtime) -> RunData:
         return counts.get(split, 0) > 0
 
     if not has(dc.train_split):
-        raise ValueError(f"{dc.store}: no sequences in split {dc.train_split!r}; make a split with "
-                         "`slr-fast split STORE` or choose one with --set data.train_split=NAME")
+        raise UserInputError(f"{dc.store}: no sequences in split {dc.train_split!r}; make a split with "
+                             "`slr-fast split STORE` or choose one with --set data.train_split=NAME")
     common = dict(classes=dc.classes, in_memory=dc.in_memory, rank=rt.rank, world_size=rt.world_size)
     train = KeypointLoader(store, train_proc, LoaderConfig(batch_size=config.batch_size, shuffle=True,
                                                            drop_last=True, seed=config.seed, split=dc.train_split,
@@ -97,9 +102,9 @@ def build_data(config: TrainConfig, rt: Runtime) -> RunData:
         n, mine = len(train.indices), train.num_samples
         per_rank = f" ({mine} on each of {rt.world_size} processes)" if rt.world_size > 1 else ""
         train.close()
-        raise ValueError(f"--batch-size {config.batch_size} is larger than the {n} training sequences of split "
-                         f"{dc.train_split!r}{per_rank} in {dc.store}: no full batch, no training step; use "
-                         f"--batch-size {max(1, mine)} or less")
+        raise UserInputError(f"--batch-size {config.batch_size} is larger than the {n} training sequences of split "
+                             f"{dc.train_split!r}{per_rank} in {dc.store}: no full batch, no training step; use "
+                             f"--batch-size {max(1, mine)} or less")
 
     def eval_loader(split: str, shuffle: bool = False) -> KeypointLoader | None:
         if not has(split):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slr_fast.errors import UserInputError, user_input
 from slr_fast.fileio import regular_file_problem
 from slr_fast.layout import Layout
 from slr_fast.train.checkpoint import INFERENCE_FIELDS, CheckpointError, load_checkpoint
@@ -21,7 +22,8 @@ def load_model(path: str | Path, device: str = "cpu", kernels: str = "auto", use
     from kernels.registry import KernelConfig
     from slr_fast.model.checkpoint import model_from_state
 
-    kernel_config = KernelConfig.parse(kernels)
+    with user_input(f"--kernels {kernels}: "):
+        kernel_config = KernelConfig.parse(kernels)
     st = load_checkpoint(path, map_location="cpu", fields=INFERENCE_FIELDS + (("ema",) if use_ema else ()))
     if use_ema and st["ema"] is None:
         raise CheckpointError(f"{st['path']}: --ema asked for EMA weights, but the run was trained without --ema")
@@ -46,23 +48,24 @@ def evaluate_checkpoint(checkpoint: str, store_path: str, split: str = "test", b
     from slr_fast.train.evaluate import run_eval
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"--batch-size {batch_size!r}: not an integer >= 1")
-    rt = init_runtime(device, "fp32")
+        raise UserInputError(f"--batch-size {batch_size!r}: not an integer >= 1")
+    with user_input():
+        rt = init_runtime(device, "fp32")
     model, st = load_model(checkpoint, str(rt.device), kernels, use_ema)
     store = KeypointStore.open(store_path)
     layout, proc = _processor(st)
     if store.layout.to_dict()["parts"] != layout.to_dict()["parts"]:
-        raise ValueError(f"{store_path}: layout {store.layout.part_names} differs from the checkpoint's "
-                         f"{layout.part_names}")
+        raise UserInputError(f"{store_path}: layout {store.layout.part_names} differs from the checkpoint's "
+                             f"{layout.part_names}")
     classes = list(st["classes"])
     missing = sorted(set(classes) - set(store.classes))
     if missing:
-        raise ValueError(f"{store_path}: lacks {len(missing)} classes of the checkpoint, e.g. {missing[:3]}")
+        raise UserInputError(f"{store_path}: lacks {len(missing)} classes of the checkpoint, e.g. {missing[:3]}")
     loader = KeypointLoader(store, proc, LoaderConfig(batch_size=batch_size, shuffle=False, drop_last=False,
                                                       split=split or None, classes=classes, rank=0, world_size=1))
     try:
         if len(loader) == 0:
-            raise ValueError(f"{store_path}: no sequences of the checkpoint's classes in split {split!r}")
+            raise UserInputError(f"{store_path}: no sequences of the checkpoint's classes in split {split!r}")
         report = run_eval(model, loader, rt, len(classes), classes)
     finally:
         loader.close()
@@ -81,7 +84,7 @@ def read_keypoint_file(path: str | Path, layout: Layout) -> np.ndarray:
         from slr_fast.ingest import read_pose_file
 
         return read_pose_file(path, layout)
-    raise ValueError(f"{path}: unsupported file type {path.suffix!r}; expected .parquet (GISLR) or .pose")
+    raise UserInputError(f"{path}: unsupported file type {path.suffix!r}; expected .parquet (GISLR) or .pose")
 
 
 @torch.no_grad()
@@ -89,12 +92,13 @@ def predict_files(checkpoint: str, files: list[str], top_k: int = 5, device: str
                   use_ema: bool = False) -> list[dict]:
     """Top-k signs with probabilities for each file (top_k >= 1; at most the checkpoint's number of classes)."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"--top-k {top_k!r}: not an integer >= 1")
+        raise UserInputError(f"--top-k {top_k!r}: not an integer >= 1")
     for f in files:  # before the model is loaded, and never opening a FIFO
         problem = regular_file_problem(f)
         if problem:
-            raise ValueError(f"{f}: {problem}")
-    device = str(resolve_device(device))
+            raise UserInputError(f"{f}: {problem}")
+    with user_input():
+        device = str(resolve_device(device))
     model, st = load_model(checkpoint, device, kernels, use_ema)
     layout, proc = _processor(st)
     classes = list(st["classes"])

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from slr_fast.errors import TrainingDiverged, UserInputError, user_input
 from slr_fast.fileio import remove_temp_files, writing
 from slr_fast.model.checkpoint import checked_config
 from slr_fast.train.checkpoint import (
@@ -70,8 +71,9 @@ class Trainer:
         self.cfg = config
         self.run_dir = Path(resume or config.run_dir)
         if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise ValueError(f"--run-dir {self.run_dir}: exists and is not a folder")
-        self.rt: Runtime = init_runtime(config.device, config.precision)
+            raise UserInputError(f"--run-dir {self.run_dir}: exists and is not a folder")
+        with user_input():  # a device this machine lacks, fp16 on a CPU
+            self.rt: Runtime = init_runtime(config.device, config.precision)
         if config.threads and self.rt.device.type == "cpu":
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
@@ -101,8 +103,8 @@ class Trainer:
             self._resume(resume_state or load_checkpoint(self.run_dir / "last.pt", fields=RESUME_FIELDS))
         elif self.rt.is_main:
             if (self.run_dir / "last.pt").exists():
-                raise ValueError(f"{self.run_dir} already holds a run (last.pt); use --resume {self.run_dir} to "
-                                 "continue it or choose another --run-dir")
+                raise UserInputError(f"{self.run_dir} already holds a run (last.pt); use --resume {self.run_dir} to "
+                                     "continue it or choose another --run-dir")
             with writing(self.run_dir):
                 self.run_dir.mkdir(parents=True, exist_ok=True)
             config.save(self.run_dir / "config.json")
@@ -214,8 +216,8 @@ class Trainer:
             loss, _ = deep_supervision_loss(out.logits, out.aux_logits, target, lc.aux_weight, lc.focal_gamma,
                                             lc.label_smoothing)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {self.epoch} step {self.step}; "
-                                         "lower the learning rate or use fp32/bf16")
+                raise TrainingDiverged(f"non-finite loss {float(loss)} at epoch {self.epoch} step {self.step}; "
+                                       "lower the learning rate or use fp32/bf16")
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.optim.clip_grad > 0:
@@ -334,7 +336,7 @@ def fit(config: TrainConfig, resume: str | None = None, progress: bool | None = 
         # A resume continues that run with its own saved config, whatever else was passed.
         run = Path(resume)
         if not run.is_dir():
-            raise ValueError(f"--resume {resume}: not a run folder")
+            raise UserInputError(f"--resume {resume}: not a run folder")
         if not (run / "last.pt").exists():
             raise FileNotFoundError(f"--resume {resume}: no last.pt to resume from")
         state = load_checkpoint(run / "last.pt", fields=RESUME_FIELDS)

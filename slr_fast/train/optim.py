@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from slr_fast.train.config import regex_problem
+from slr_fast.train.config import ConfigError, regex_problem
 
 
 def _no_decay(name: str, p: torch.nn.Parameter) -> bool:
@@ -24,7 +24,7 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, beta
     for k in group_lrs or {}:
         problem = regex_problem(k)
         if problem:
-            raise ValueError(f"optim.group_lrs: {problem}")
+            raise ConfigError(f"optim.group_lrs: {problem}")
     patterns = [(re.compile(k), float(v)) for k, v in (group_lrs or {}).items()]
     groups: dict[tuple[float, bool], list] = {}
     for name, p in model.named_parameters():

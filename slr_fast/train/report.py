@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from slr_fast.errors import UserInputError
+
 
 def read_metrics(path: str | Path) -> list[dict]:
     """Epoch records of a run's metrics.jsonl."""
@@ -21,7 +23,7 @@ def read_metrics(path: str | Path) -> list[dict]:
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not a JSON line ({e})") from e
+                raise UserInputError(f"{path}:{i}: not a JSON line ({e})") from e
     return [r for r in out if r.get("kind", "epoch") == "epoch"]
 
 
