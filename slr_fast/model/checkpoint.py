@@ -1,9 +1,14 @@
 """Model checkpoints: the config and the weights in one file, loadable on a CPU with the PyTorch path.
 
+One format for every checkpoint slr_fast writes: a dict with `format` FORMAT, `version` VERSION, the weights under
+`model` and the ModelConfig under `model_config`. `save_model` writes those (plus the kernels used and any extra
+fields); a training run's checkpoint (slr_fast.train.checkpoint) is the same dict with its optimizer, schedule,
+classes, layout and the rest beside them, so `load_model` reads either. Files of the earlier model-only format
+(LEGACY_FORMAT, weights under `model_state`) are still read.
+
 The state_dict is the same for every KernelConfig, so a model trained with Triton kernels on a GPU loads on a
 laptop with `load_model(path)` (all-torch kernels, CPU) for inference. Prefixes added by torch.compile
-(`_orig_mod.`) and DistributedDataParallel (`module.`) are stripped on save and on load. `load_model` also reads
-the weights of a training run's checkpoint (slr_fast.train: `model` and `model_config` keys).
+(`_orig_mod.`) and DistributedDataParallel (`module.`) are stripped on save and on load.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from slr_fast.fileio import regular_file_problem, write_atomic
 from slr_fast.model.config import ModelConfig
 from slr_fast.model.model import SignModel
 
-CHECKPOINT_FORMAT = "slr_fast.model/1"
+FORMAT = "slr_fast.checkpoint"  # the format marker of every checkpoint slr_fast writes
+VERSION = 1
+LEGACY_FORMAT = "slr_fast.model/1"  # save_model's own format before there was one (weights under "model_state")
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 # The PyTorch reference path for every op: runs anywhere, whatever backend trained the weights.
@@ -58,10 +65,10 @@ def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def checkpoint_dict(model: nn.Module, **extra) -> dict:
-    """What save_model writes: format tag, model config, weights (on CPU), the kernels used, plus `extra`."""
+    """What save_model writes: format and version, model config, weights (on CPU), the kernels used, plus `extra`."""
     m = unwrap(model)
     state = {k: v.detach().cpu() for k, v in clean_state_dict(m.state_dict()).items()}
-    return {"format": CHECKPOINT_FORMAT, "model_config": m.config.to_dict(), "model_state": state,
+    return {"format": FORMAT, "version": VERSION, "model_config": m.config.to_dict(), "model": state,
             "kernels": m.kernel_report(), **extra}
 
 
@@ -164,15 +171,25 @@ def load_model(source: str | os.PathLike | dict, kernels: KernelConfig | None = 
     """Rebuild a SignModel from a checkpoint file or dict; PyTorch kernels on CPU unless told otherwise."""
     name = "checkpoint dict" if isinstance(source, dict) else str(source)
     ckpt = source if isinstance(source, dict) else read_torch_file(source, "cpu")
-    if isinstance(ckpt, dict) and "model_config" in ckpt and "model_state" in ckpt:
-        if ckpt.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{name}: checkpoint format {ckpt['format']!r}, this version reads "
-                                  f"{CHECKPOINT_FORMAT!r}")
-        state = ckpt["model_state"]
-    elif isinstance(ckpt, dict) and "model_config" in ckpt and isinstance(ckpt.get("model"), dict):
-        state = ckpt["model"]  # a training run's checkpoint (slr_fast.train): the same config and weights inside
-    else:
-        keys = sorted(map(str, ckpt))[:20] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{name} is not a slr_fast model checkpoint (needs model_config and model_state; "
-                              f"has {keys})")
+    state = model_weights(ckpt, name)
     return model_from_state(ckpt["model_config"], state, name, kernels).to(map_location).eval()
+
+
+def model_weights(ckpt, name: str):
+    """The weights of a checkpoint dict of this format or the legacy one (unchecked: see checked_config)."""
+    if not isinstance(ckpt, dict) or "model_config" not in ckpt or not ({"model", "model_state"} & set(ckpt)):
+        keys = sorted(map(str, ckpt))[:20] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{name} is not a slr_fast model checkpoint (needs model_config and model; "
+                              f"has {keys})")
+    fmt = ckpt.get("format")  # a dict made by hand may have none: its keys tell
+    if fmt == LEGACY_FORMAT or (fmt is None and "model" not in ckpt):
+        return ckpt["model_state"]
+    if fmt not in (None, FORMAT):
+        raise CheckpointError(f"{name}: checkpoint format {fmt!r}; this version reads {FORMAT!r} (and the older "
+                              f"{LEGACY_FORMAT!r})")
+    if fmt == FORMAT and ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{name}: checkpoint version {ckpt.get('version')!r}, this slr_fast reads {VERSION}")
+    if "model" not in ckpt:
+        raise CheckpointError(f"{name}: a {FORMAT!r} checkpoint without its 'model' weights")
+    return ckpt["model"]
+

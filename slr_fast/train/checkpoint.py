@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from slr_fast.model.checkpoint import (  # noqa: F401  (CheckpointError re-exported: one class for every checkpoint)
+    FORMAT,
+    VERSION,
     CheckpointError,
     read_torch_file,
     save_atomic,
@@ -25,8 +27,6 @@ from slr_fast.model.checkpoint import (  # noqa: F401  (CheckpointError re-expor
     weights_mismatch,
 )
 
-FORMAT = "slr_fast.checkpoint"
-VERSION = 1
 REQUIRED = ("format", "version", "model", "model_config", "classes", "layout")
 INFERENCE_FIELDS = ("model", "model_config", "classes", "layout", "preprocess")
 RESUME_FIELDS = INFERENCE_FIELDS + ("config", "optimizer", "schedule", "scaler", "ema", "rng", "mix_gen", "loader",

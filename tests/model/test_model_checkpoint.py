@@ -45,7 +45,7 @@ def test_compiled_and_wrapped_prefixes_are_stripped():
     wrapped = torch.nn.Module()
     wrapped._orig_mod = model  # what torch.compile's wrapper holds
     ckpt = checkpoint_dict(wrapped)
-    assert set(ckpt["model_state"]) == set(model.state_dict())
+    assert set(ckpt["model"]) == set(model.state_dict())
     loaded = load_model(ckpt, kernels=KernelConfig.parse("native"))
     assert set(loaded.kernel_report().values()) == {"native"}
 
@@ -62,6 +62,35 @@ def test_reads_the_weights_of_a_training_checkpoint(tmp_path):
                                model(batch["x"], batch["mask"], batch["length"]).logits, **LOGIT_TOL)
 
 
+def test_one_format_for_model_and_training_checkpoints(tmp_path):
+    """save_model writes what a training run writes (format marker, version, weights under "model"), so the
+    training side's loader reads it; the earlier model-only format ("model_state") still loads."""
+    from slr_fast.model.checkpoint import FORMAT, LEGACY_FORMAT, VERSION
+    from slr_fast.train.checkpoint import FORMAT as TRAIN_FORMAT
+    from slr_fast.train.checkpoint import load_checkpoint
+
+    model = SignModel(tiny_config()).eval()
+    path = tmp_path / "model.pt"
+    save_model(path, model, classes=[f"c{i}" for i in range(model.config.num_classes)],
+               layout=get_layout("default").to_dict())
+    ckpt = torch.load(path, weights_only=True)
+    assert (ckpt["format"], ckpt["version"], TRAIN_FORMAT) == (FORMAT, VERSION, FORMAT)
+    assert "model_state" not in ckpt and set(ckpt["model"]) == set(model.state_dict())
+    st = load_checkpoint(path, fields=("model", "model_config", "classes", "layout"))
+    assert all(torch.equal(st["model"][k], v) for k, v in model.state_dict().items())
+
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"format": LEGACY_FORMAT, "model_config": model.config.to_dict(), "model_state": model.state_dict(),
+                "kernels": model.kernel_report()}, legacy)
+    batch = make_batch(B=2, T=6)
+    torch.testing.assert_close(load_model(legacy)(batch["x"], batch["mask"], batch["length"]).logits,
+                               model(batch["x"], batch["mask"], batch["length"]).logits, **LOGIT_TOL)
+    with pytest.raises(ValueError, match="format 'slr_fast.model/9'"):
+        load_model({**ckpt, "format": "slr_fast.model/9"})
+    with pytest.raises(ValueError, match="version 2"):
+        load_model({**ckpt, "version": 2})
+
+
 def test_default_inference_kernels_are_all_torch():
     assert all(v == "torch" for v in TORCH_KERNELS.to_dict().values())
 
@@ -74,7 +103,7 @@ def test_bad_checkpoints_are_named(tmp_path):
     with pytest.raises(ValueError, match="other.pt is not a slr_fast model checkpoint.*has \\['weights'\\]"):
         load_model(other)
     ckpt = checkpoint_dict(SignModel(tiny_config()))
-    ckpt["model_state"]["head.fc2.weight"] = torch.zeros(3, 3)
+    ckpt["model"]["head.fc2.weight"] = torch.zeros(3, 3)
     with pytest.raises(ValueError, match="weights do not match its model config"):
         load_model(ckpt)
     ckpt = checkpoint_dict(SignModel(tiny_config()))
@@ -91,9 +120,9 @@ def test_untrusted_checkpoints_are_checked_before_anything_is_built(tmp_path):
     huge = {**good, "model_config": {**good["model_config"], "dim": 16384, "heads": 256, "global_layers": 64}}
     with pytest.raises(CheckpointError, match=f"parameters, over the limit of {MAX_PARAMETERS:,}"):
         load_model(huge)  # ~2e11 parameters: refused from the meta-device count, nothing allocated
-    nan = {**good, "model_state": {**good["model_state"]}}
-    key = next(k for k, v in nan["model_state"].items() if v.is_floating_point())
-    nan["model_state"][key] = torch.full_like(nan["model_state"][key], float("nan"))
+    nan = {**good, "model": {**good["model"]}}
+    key = next(k for k, v in nan["model"].items() if v.is_floating_point())
+    nan["model"][key] = torch.full_like(nan["model"][key], float("nan"))
     with pytest.raises(CheckpointError, match=f"weights: tensor '{key}' holds NaN"):
         load_model(nan)
     with pytest.raises(CheckpointError, match="bad model config: model config must be a mapping"):
