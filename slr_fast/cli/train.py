@@ -110,7 +110,7 @@ def cmd_eval(args) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
-    print(f"{r['store']} split {r['split']}: {r['samples']} sequences")
+    print(f"checkpoint {r['checkpoint']} on {r['store']} split {r['split']}: {r['samples']} sequences")
     print(f"top-1 {r['top1']:.4f}  top-5 {r['top5']:.4f}  loss {r['loss']:.4f}")
     worst = sorted(r["per_class"].items(), key=lambda kv: kv[1]["accuracy"])[:5]
     print("lowest per-class accuracy: " + ", ".join(f"{c} {v['accuracy']:.2f}" for c, v in worst))
@@ -123,10 +123,11 @@ def cmd_predict(args) -> int:
     from slr_fast.train.inference import predict_files
 
     results = predict_files(args.checkpoint, args.files, top_k=args.top_k, device=args.device, kernels=args.kernels,
-                            use_ema=args.ema)
+                            use_ema=args.ema, coords=args.coords, missing_points=args.missing_points)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
+    print(f"checkpoint {results[0]['checkpoint']}")
     for r in results:
         print(r["file"] + ": " + ", ".join(f"{t['sign']} {t['prob']:.3f}" for t in r["top"]))
     return 0
@@ -164,7 +165,9 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
     def common(q):
-        q.add_argument("--checkpoint", required=True, help="a checkpoint file or a run directory")
+        q.add_argument("--checkpoint", required=True,
+                       help="a checkpoint file, or a run folder: its best.pt (the best validation epoch, what the "
+                            "run's report evaluates), else its last.pt; the file used is printed")
         q.add_argument("--device", default="cpu")
         q.add_argument("--kernels", default="auto")
         q.add_argument("--ema", action="store_true", help="use the EMA weights of the checkpoint")
@@ -179,7 +182,16 @@ def register(sub) -> None:
 
     r = sub.add_parser("predict", help="top-k signs for GISLR parquet or .pose files")
     common(r)
-    r.add_argument("files", nargs="+")
+    r.add_argument("files", nargs="+", metavar="FILE",
+                   help="GISLR .parquet or .pose files, or folders (each stands for its .parquet and .pose files, "
+                        "sorted by name)")
+    # The choices of slr_fast.ingest.pose (COORD_MODES, MISSING_MODES), as `ingest pose` offers them.
+    r.add_argument("--coords", default="auto", choices=("auto", "pixel", "normalized"),
+                   help=".pose coordinate units; auto detects pixels (divided by the header width/height) "
+                        "(default: %(default)s)")
+    r.add_argument("--missing-points", default="error", choices=("error", "nan"),
+                   help="points of the checkpoint's layout absent from a .pose file: error, or fill with NaN "
+                        "(undetected) (default: %(default)s)")
     r.add_argument("--top-k", type=at_least(1), default=5, help="signs listed per file (default: 5; at most the "
                    "checkpoint's number of classes)")
     r.set_defaults(func=cmd_predict)

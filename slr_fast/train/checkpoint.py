@@ -39,17 +39,28 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     return save_atomic(path, {"format": FORMAT, "version": VERSION, **state})
 
 
+# The checkpoint a run folder stands for, in order of preference: the weights of the best validation epoch (what
+# the run's report.md and summary.json evaluate on the test split), else the last epoch's (a run without a
+# validation split has no best.pt). One rule for eval, predict and --init-from.
+RUN_CHECKPOINTS = ("best.pt", "last.pt")
+
+
+def run_checkpoint(path: str | os.PathLike) -> Path:
+    """`path` itself for a file; for a run folder its checkpoint by RUN_CHECKPOINTS (best.pt, else last.pt)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in RUN_CHECKPOINTS:
+        if (path / name).exists():
+            return path / name
+    raise CheckpointError(f"{path}: a directory without {' or '.join(RUN_CHECKPOINTS)}")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
                     fields: tuple[str, ...] = INFERENCE_FIELDS) -> dict:
-    """Load a checkpoint written by `save_checkpoint` and check the structure of `fields` (see FIELD_CHECKS)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("last.pt", "best.pt"):
-            if (path / name).exists():
-                path = path / name
-                break
-        else:
-            raise CheckpointError(f"{path}: a directory without last.pt or best.pt")
+    """Load a checkpoint written by `save_checkpoint` (a run folder: see run_checkpoint) and check the structure
+    of `fields` (see FIELD_CHECKS); the file read is under "path"."""
+    path = run_checkpoint(path)
     if not path.exists() and not path.is_symlink():
         raise CheckpointError(f"{path}: no such checkpoint file")
     state = read_torch_file(path, map_location)

@@ -54,9 +54,9 @@ def evaluate_checkpoint(checkpoint: str, store_path: str, split: str = "test", b
     model, st = load_model(checkpoint, str(rt.device), kernels, use_ema)
     store = KeypointStore.open(store_path)
     layout, proc = _processor(st)
-    if store.layout.to_dict()["parts"] != layout.to_dict()["parts"]:
-        raise UserInputError(f"{store_path}: layout {store.layout.part_names} differs from the checkpoint's "
-                             f"{layout.part_names}")
+    problem = layout_difference(store.layout, layout)
+    if problem:
+        raise UserInputError(f"{store_path}: its keypoint layout differs from the checkpoint's: {problem}")
     classes = list(st["classes"])
     missing = sorted(set(classes) - set(store.classes))
     if missing:
@@ -73,8 +73,52 @@ def evaluate_checkpoint(checkpoint: str, store_path: str, split: str = "test", b
     return report
 
 
-def read_keypoint_file(path: str | Path, layout: Layout) -> np.ndarray:
-    """(T, P, C) float32 frames of one GISLR parquet or .pose file, in the checkpoint's layout."""
+def describe_layout(layout: Layout) -> str:
+    """`default: lips 40, left_hand 21, right_hand 21, pose 5 × (x, y)` — a layout in one line."""
+    parts = ", ".join(f"{name} {size}" for name, size in zip(layout.part_names, layout.part_sizes, strict=True))
+    return f"{layout.name}: {parts} × ({', '.join(layout.channels)})"
+
+
+def layout_difference(got: Layout, want: Layout) -> str | None:
+    """How layout `got` (a store's, a file's) differs from `want` (a checkpoint's), in words; None when equal."""
+    if got.to_dict()["parts"] == want.to_dict()["parts"] and tuple(got.channels) == tuple(want.channels):
+        return None
+    a, b = describe_layout(got), describe_layout(want)
+    if a.partition(": ")[2] != b.partition(": ")[2]:
+        return f"{a} vs {b}"
+    # Same part names, sizes and channels: the parts take other source points.
+    other = [p.name for p, q in zip(got.parts, want.parts, strict=True) if p != q]
+    return f"{a}, but part(s) {', '.join(other)} take other source points than the checkpoint's"
+
+
+# Keypoint files `predict` reads, by suffix; a folder stands for its files with these suffixes, sorted by name.
+KEYPOINT_SUFFIXES = (".parquet", ".pose")
+PREDICT_BATCH = 64  # sequences per forward pass: a folder of thousands of files is not one batch
+
+
+def keypoint_files(paths: list[str]) -> list[str]:
+    """`paths` with each folder replaced by its .parquet and .pose files (sorted); every file checked to be a
+    regular file (a FIFO would block the reader) before anything is read."""
+    out = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(str(f) for f in path.iterdir() if f.suffix in KEYPOINT_SUFFIXES and f.is_file())
+            if not found:
+                raise UserInputError(f"{given}: a folder without {' or '.join(KEYPOINT_SUFFIXES)} files")
+            out += found
+            continue
+        problem = regular_file_problem(given)
+        if problem:
+            raise UserInputError(f"{given}: {problem}")
+        out.append(str(given))
+    return out
+
+
+def read_keypoint_file(path: str | Path, layout: Layout, coords: str = "auto",
+                       missing_points: str = "error") -> np.ndarray:
+    """(T, P, C) float32 frames of one GISLR parquet or .pose file, in the checkpoint's layout. `coords` and
+    `missing_points` apply to .pose files (GISLR files always hold every point, normalized)."""
     path = Path(path)
     if path.suffix == ".parquet":
         from slr_fast.ingest import read_gislr_file
@@ -83,35 +127,42 @@ def read_keypoint_file(path: str | Path, layout: Layout) -> np.ndarray:
     if path.suffix == ".pose":
         from slr_fast.ingest import read_pose_file
 
-        return read_pose_file(path, layout)
+        return read_pose_file(path, layout, coords=coords, missing_points=missing_points)
     raise UserInputError(f"{path}: unsupported file type {path.suffix!r}; expected .parquet (GISLR) or .pose")
 
 
 @torch.no_grad()
 def predict_files(checkpoint: str, files: list[str], top_k: int = 5, device: str = "cpu", kernels: str = "auto",
-                  use_ema: bool = False) -> list[dict]:
-    """Top-k signs with probabilities for each file (top_k >= 1; at most the checkpoint's number of classes)."""
+                  use_ema: bool = False, coords: str = "auto", missing_points: str = "error") -> list[dict]:
+    """Top-k signs with probabilities for each file — a folder stands for its .parquet and .pose files, sorted —
+    (top_k >= 1; at most the checkpoint's number of classes). Each result names the checkpoint file used."""
+    from slr_fast.ingest.pose import COORD_MODES, MISSING_MODES
+
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise UserInputError(f"--top-k {top_k!r}: not an integer >= 1")
-    for f in files:  # before the model is loaded, and never opening a FIFO
-        problem = regular_file_problem(f)
-        if problem:
-            raise UserInputError(f"{f}: {problem}")
+    if coords not in COORD_MODES:
+        raise UserInputError(f"--coords {coords!r}: not one of {', '.join(COORD_MODES)}")
+    if missing_points not in MISSING_MODES:
+        raise UserInputError(f"--missing-points {missing_points!r}: not one of {', '.join(MISSING_MODES)}")
+    files = keypoint_files(files)  # before the model is loaded
     with user_input():
         device = str(resolve_device(device))
     model, st = load_model(checkpoint, device, kernels, use_ema)
     layout, proc = _processor(st)
     classes = list(st["classes"])
-    seqs = [read_keypoint_file(f, layout) for f in files]
-    offsets = np.zeros(len(seqs) + 1, np.int64)
-    offsets[1:] = np.cumsum([len(s) for s in seqs])
-    frames = np.concatenate(seqs) if seqs else np.zeros((0, layout.num_points, layout.num_channels), np.float32)
-    out = proc.alloc(len(seqs))
-    proc.process(frames, offsets, np.arange(len(seqs), dtype=np.int64), 0, out)
-    logits = model(torch.from_numpy(out["x"]).to(device), torch.from_numpy(out["mask"]).to(device),
-                   torch.from_numpy(out["length"]).to(device)).logits
-    prob = torch.softmax(logits.float(), -1).cpu()
     k = min(top_k, len(classes))
-    p, i = prob.topk(k, dim=-1)
-    return [{"file": str(f), "top": [{"sign": classes[int(c)], "prob": float(q)} for q, c in zip(pp, ii, strict=True)]}
-            for f, pp, ii in zip(files, p, i, strict=True)]
+    results = []
+    for start in range(0, len(files), PREDICT_BATCH):
+        chunk = files[start:start + PREDICT_BATCH]
+        seqs = [read_keypoint_file(f, layout, coords, missing_points) for f in chunk]
+        offsets = np.zeros(len(seqs) + 1, np.int64)
+        offsets[1:] = np.cumsum([len(s) for s in seqs])
+        out = proc.alloc(len(seqs))
+        proc.process(np.concatenate(seqs), offsets, np.arange(len(seqs), dtype=np.int64), 0, out)
+        logits = model(torch.from_numpy(out["x"]).to(device), torch.from_numpy(out["mask"]).to(device),
+                       torch.from_numpy(out["length"]).to(device)).logits
+        p, i = torch.softmax(logits.float(), -1).cpu().topk(k, dim=-1)
+        results += [{"file": f, "checkpoint": st["path"],
+                     "top": [{"sign": classes[int(c)], "prob": float(q)} for q, c in zip(pp, ii, strict=True)]}
+                    for f, pp, ii in zip(chunk, p, i, strict=True)]
+    return results
