@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 
 import torch
 
@@ -17,6 +18,22 @@ NAMESPACE = "slr_kernels"
 def interpreting() -> bool:
     """True when Triton runs through its numpy interpreter (TRITON_INTERPRET=1): fixed configs, tiny grids."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def custom_op(name: str, impl: Callable, fake: Callable) -> Callable:
+    """`impl` as the custom op torch.ops.slr_kernels.<name> (its shapes from `fake`), called the one right way.
+
+    Traced by torch.compile, the call goes through the op: an opaque node with a fake implementation, so a compiled
+    model keeps the kernel without a graph break. Eager, it calls `impl` directly and skips the dispatcher's few µs.
+    """
+    op = torch.library.custom_op(f"{NAMESPACE}::{name}", impl, mutates_args=())
+    op.register_fake(fake)
+
+    @functools.wraps(impl)
+    def call(*args):
+        return (op if torch.compiler.is_compiling() else impl)(*args)
+
+    return call
 
 
 def next_power_of_2(n: int) -> int:

@@ -56,7 +56,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton_utils import NAMESPACE, interpreting
+from kernels._triton_utils import custom_op, interpreting
 
 __all__ = ["rope_attention"]
 
@@ -483,22 +483,19 @@ def _backward_impl(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.
     return dq, dk, dv
 
 
-# Under torch.compile the launches are opaque custom ops with shape-only fake implementations (no graph break).
-_forward_op = torch.library.custom_op(f"{NAMESPACE}::rope_attention_fwd", _forward_impl, mutates_args=())
-_backward_op = torch.library.custom_op(f"{NAMESPACE}::rope_attention_bwd", _backward_impl, mutates_args=())
-
-
-@_forward_op.register_fake
-def _(q, k, v, lengths, offsets, window, base, scale):
+def _forward_fake(q, k, v, lengths, offsets, window, base, scale):
     B, H, T, D = q.shape
     return q.new_empty((B, H, T, D)), q.new_empty((B * H, T), dtype=torch.float32)
 
 
-@_backward_op.register_fake
-def _(do, q, k, v, o, lse, lengths, offsets, window, base, scale, need_q, need_kv):
+def _backward_fake(do, q, k, v, o, lse, lengths, offsets, window, base, scale, need_q, need_kv):
     shape = tuple(q.shape)
     return q.new_empty(shape if need_q else 0), k.new_empty(shape if need_kv else 0), \
         v.new_empty(shape if need_kv else 0)
+
+
+_forward = custom_op("rope_attention_fwd", _forward_impl, _forward_fake)
+_backward = custom_op("rope_attention_bwd", _backward_impl, _backward_fake)
 
 
 class _RopeAttention(torch.autograd.Function):
@@ -506,8 +503,7 @@ class _RopeAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, lengths, offsets, window, base, scale):
-        fwd = _forward_op if torch.compiler.is_compiling() else _forward_impl
-        o, lse = fwd(q, k, v, lengths, offsets, window, base, scale)
+        o, lse = _forward(q, k, v, lengths, offsets, window, base, scale)
         ctx.save_for_backward(q, k, v, o, lse, lengths, offsets)
         ctx.window, ctx.base, ctx.scale = window, base, scale
         return o
@@ -519,8 +515,7 @@ class _RopeAttention(torch.autograd.Function):
         need_kv = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
         if not (need_q or need_kv):
             return (None,) * 8
-        bwd = _backward_op if torch.compiler.is_compiling() else _backward_impl
-        dq, dk, dv = bwd(do, q, k, v, o, lse, lengths, offsets, ctx.window, ctx.base, ctx.scale, need_q, need_kv)
+        dq, dk, dv = _backward(do, q, k, v, o, lse, lengths, offsets, ctx.window, ctx.base, ctx.scale, need_q, need_kv)
         return (dq if need_q else None, dk if ctx.needs_input_grad[1] else None,
                 dv if ctx.needs_input_grad[2] else None, None, None, None, None, None)
 

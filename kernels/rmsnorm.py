@@ -31,10 +31,10 @@ import triton
 import triton.language as tl
 
 from kernels._triton_utils import (
-    NAMESPACE,
     as_rows,
     check_float,
     check_same_device,
+    custom_op,
     next_power_of_2,
     num_warps_for,
     persistent_programs,
@@ -257,14 +257,6 @@ def _rmsnorm_fwd_impl(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tupl
     return y, rstd
 
 
-_rmsnorm_fwd_op = torch.library.custom_op(f"{NAMESPACE}::rmsnorm_fwd", _rmsnorm_fwd_impl, mutates_args=())
-
-
-@_rmsnorm_fwd_op.register_fake
-def _(x, weight, eps):
-    return x.new_empty(x.shape), x.new_empty(x.numel() // x.shape[-1], dtype=torch.float32)
-
-
 def _rmsnorm_bwd_impl(
     dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,26 +264,10 @@ def _rmsnorm_bwd_impl(
     return dx, dw
 
 
-_rmsnorm_bwd_op = torch.library.custom_op(f"{NAMESPACE}::rmsnorm_bwd", _rmsnorm_bwd_impl, mutates_args=())
-
-
-@_rmsnorm_bwd_op.register_fake
-def _(dy, x, weight, rstd):
-    return x.new_empty(x.shape), torch.empty_like(weight)
-
-
 def _residual_fwd_impl(
     x: torch.Tensor, f: torch.Tensor, alpha: torch.Tensor, weight: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return _fwd(x, f, alpha, weight, eps)
-
-
-_residual_fwd_op = torch.library.custom_op(f"{NAMESPACE}::residual_rmsnorm_fwd", _residual_fwd_impl, mutates_args=())
-
-
-@_residual_fwd_op.register_fake
-def _(x, f, alpha, weight, eps):
-    return x.new_empty(x.shape), x.new_empty(x.shape), x.new_empty(x.numel() // x.shape[-1], dtype=torch.float32)
 
 
 def _residual_bwd_impl(
@@ -301,17 +277,18 @@ def _residual_bwd_impl(
     return _bwd(dy, dh, x, f, alpha, weight, rstd)
 
 
-_residual_bwd_op = torch.library.custom_op(f"{NAMESPACE}::residual_rmsnorm_bwd", _residual_bwd_impl, mutates_args=())
+def _rstd_like(x: torch.Tensor) -> torch.Tensor:
+    return x.new_empty(x.numel() // x.shape[-1], dtype=torch.float32)
 
 
-@_residual_bwd_op.register_fake
-def _(dy, dh, x, f, alpha, weight, rstd):
-    return x.new_empty(x.shape), f.new_empty(f.shape), torch.empty_like(alpha), torch.empty_like(weight)
-
-
-def _compiling() -> bool:
-    # Eager calls skip the custom-op dispatcher (a few µs per call); traced calls must go through it.
-    return torch.compiler.is_compiling()
+_rmsnorm_fwd = custom_op("rmsnorm_fwd", _rmsnorm_fwd_impl, lambda x, weight, eps: (x.new_empty(x.shape), _rstd_like(x)))
+_rmsnorm_bwd = custom_op("rmsnorm_bwd", _rmsnorm_bwd_impl,
+                         lambda dy, x, weight, rstd: (x.new_empty(x.shape), torch.empty_like(weight)))
+_residual_fwd = custom_op("residual_rmsnorm_fwd", _residual_fwd_impl,
+                          lambda x, f, alpha, weight, eps: (x.new_empty(x.shape), x.new_empty(x.shape), _rstd_like(x)))
+_residual_bwd = custom_op("residual_rmsnorm_bwd", _residual_bwd_impl,
+                          lambda dy, dh, x, f, alpha, weight, rstd: (x.new_empty(x.shape), f.new_empty(f.shape),
+                                                                     torch.empty_like(alpha), torch.empty_like(weight)))
 
 
 # ------------------------------------------------------------------------------------------- autograd functions
@@ -322,14 +299,14 @@ class RMSNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        y, rstd = (_rmsnorm_fwd_op if _compiling() else _rmsnorm_fwd_impl)(x, weight, eps)
+        y, rstd = _rmsnorm_fwd(x, weight, eps)
         ctx.save_for_backward(x, weight, rstd)
         return y
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         x, weight, rstd = ctx.saved_tensors
-        dx, dw = (_rmsnorm_bwd_op if _compiling() else _rmsnorm_bwd_impl)(dy, x, weight, rstd)
+        dx, dw = _rmsnorm_bwd(dy, x, weight, rstd)
         return dx, dw, None
 
 
@@ -339,7 +316,7 @@ class ResidualRMSNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, f: torch.Tensor, alpha: torch.Tensor, weight: torch.Tensor,
                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        h, y, rstd = (_residual_fwd_op if _compiling() else _residual_fwd_impl)(x, f, alpha, weight, eps)
+        h, y, rstd = _residual_fwd(x, f, alpha, weight, eps)
         ctx.save_for_backward(x, f, alpha, weight, rstd)
         ctx.set_materialize_grads(False)  # an unused h passes None: the kernel then skips reading dh
         return h, y
@@ -349,8 +326,7 @@ class ResidualRMSNormFunction(torch.autograd.Function):
         x, f, alpha, weight, rstd = ctx.saved_tensors
         if dy is None:  # only h was used: y contributes nothing
             dy = torch.zeros_like(x)
-        op = _residual_bwd_op if _compiling() else _residual_bwd_impl
-        dx, df, da, dw = op(dy, dh, x, f, alpha, weight, rstd)
+        dx, df, da, dw = _residual_bwd(dy, dh, x, f, alpha, weight, rstd)
         return dx, df, da, dw, None
 
 

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton_utils import NAMESPACE, check_float, check_same_device, interpreting, next_power_of_2
+from kernels._triton_utils import check_float, check_same_device, custom_op, interpreting, next_power_of_2
 from kernels.reference import rope_inv_freq
 
 __all__ = ["rope"]
@@ -129,18 +129,13 @@ def _rope_bwd_impl(dq: torch.Tensor, dk: torch.Tensor, offsets: torch.Tensor | N
 
 # ------------------------------------------------------------------------------------- custom ops (torch.compile)
 
-_rope_fwd_op = torch.library.custom_op(f"{NAMESPACE}::rope_fwd", _rope_fwd_impl, mutates_args=())
-_rope_bwd_op = torch.library.custom_op(f"{NAMESPACE}::rope_bwd", _rope_bwd_impl, mutates_args=())
 
-
-@_rope_fwd_op.register_fake
-def _(q, k, offsets, base):
+def _rotated_fake(q, k, offsets, base):
     return q.new_empty(q.shape), k.new_empty(k.shape)
 
 
-@_rope_bwd_op.register_fake
-def _(dq, dk, offsets, base):
-    return dq.new_empty(dq.shape), dk.new_empty(dk.shape)
+_rope_fwd = custom_op("rope_fwd", _rope_fwd_impl, _rotated_fake)
+_rope_bwd = custom_op("rope_bwd", _rope_bwd_impl, _rotated_fake)
 
 
 # ------------------------------------------------------------------------------------------- autograd function
@@ -154,14 +149,12 @@ class RoPEFunction(torch.autograd.Function):
                 base: float) -> tuple[torch.Tensor, torch.Tensor]:
         ctx.save_for_backward(offsets)
         ctx.base = base
-        op = _rope_fwd_op if torch.compiler.is_compiling() else _rope_fwd_impl
-        return op(q, k, offsets, base)
+        return _rope_fwd(q, k, offsets, base)
 
     @staticmethod
     def backward(ctx, dq: torch.Tensor, dk: torch.Tensor):
         (offsets,) = ctx.saved_tensors
-        op = _rope_bwd_op if torch.compiler.is_compiling() else _rope_bwd_impl
-        dq_in, dk_in = op(dq, dk, offsets, ctx.base)
+        dq_in, dk_in = _rope_bwd(dq, dk, offsets, ctx.base)
         return dq_in, dk_in, None, None
 
 

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton_utils import NAMESPACE, as_rows, check_float, check_same_device, interpreting, next_power_of_2
+from kernels._triton_utils import as_rows, check_float, check_same_device, custom_op, interpreting, next_power_of_2
 
 __all__ = ["swiglu", "swiglu_packed"]
 
@@ -148,35 +148,11 @@ def _swiglu_packed_bwd_impl(dc: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------- custom ops (torch.compile)
 
-_swiglu_fwd_op = torch.library.custom_op(f"{NAMESPACE}::swiglu_fwd", _swiglu_fwd_impl, mutates_args=())
-_swiglu_bwd_op = torch.library.custom_op(f"{NAMESPACE}::swiglu_bwd", _swiglu_bwd_impl, mutates_args=())
-_packed_fwd_op = torch.library.custom_op(f"{NAMESPACE}::swiglu_packed_fwd", _swiglu_packed_fwd_impl, mutates_args=())
-_packed_bwd_op = torch.library.custom_op(f"{NAMESPACE}::swiglu_packed_bwd", _swiglu_packed_bwd_impl, mutates_args=())
-
-
-@_swiglu_fwd_op.register_fake
-def _(a, b):
-    return a.new_empty(a.shape)
-
-
-@_swiglu_bwd_op.register_fake
-def _(dc, a, b):
-    return a.new_empty(a.shape), b.new_empty(b.shape)
-
-
-@_packed_fwd_op.register_fake
-def _(ab):
-    return ab.new_empty((*ab.shape[:-1], ab.shape[-1] // 2))
-
-
-@_packed_bwd_op.register_fake
-def _(dc, ab):
-    return ab.new_empty(ab.shape)
-
-
-def _pick(op, impl):
-    # Eager calls skip the custom-op dispatcher; traced calls must go through it.
-    return op if torch.compiler.is_compiling() else impl
+_swiglu_fwd = custom_op("swiglu_fwd", _swiglu_fwd_impl, lambda a, b: a.new_empty(a.shape))
+_swiglu_bwd = custom_op("swiglu_bwd", _swiglu_bwd_impl, lambda dc, a, b: (a.new_empty(a.shape), b.new_empty(b.shape)))
+_packed_fwd = custom_op("swiglu_packed_fwd", _swiglu_packed_fwd_impl,
+                        lambda ab: ab.new_empty((*ab.shape[:-1], ab.shape[-1] // 2)))
+_packed_bwd = custom_op("swiglu_packed_bwd", _swiglu_packed_bwd_impl, lambda dc, ab: ab.new_empty(ab.shape))
 
 
 # ------------------------------------------------------------------------------------------- autograd functions
@@ -188,12 +164,12 @@ class SwiGLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(a, b)
-        return _pick(_swiglu_fwd_op, _swiglu_fwd_impl)(a, b)
+        return _swiglu_fwd(a, b)
 
     @staticmethod
     def backward(ctx, dc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = ctx.saved_tensors
-        return _pick(_swiglu_bwd_op, _swiglu_bwd_impl)(dc, a, b)
+        return _swiglu_bwd(dc, a, b)
 
 
 class SwiGLUPackedFunction(torch.autograd.Function):
@@ -202,12 +178,12 @@ class SwiGLUPackedFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ab: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(ab)
-        return _pick(_packed_fwd_op, _swiglu_packed_fwd_impl)(ab)
+        return _packed_fwd(ab)
 
     @staticmethod
     def backward(ctx, dc: torch.Tensor) -> torch.Tensor:
         (ab,) = ctx.saved_tensors
-        return _pick(_packed_bwd_op, _swiglu_packed_bwd_impl)(dc, ab)
+        return _packed_bwd(dc, ab)
 
 
 # ------------------------------------------------------------------------------------------------- public API
