@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 
 import torch
@@ -18,6 +19,14 @@ NAMESPACE = "slr_kernels"
 def interpreting() -> bool:
     """True when Triton runs through its numpy interpreter (TRITON_INTERPRET=1): fixed configs, tiny grids."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def compiled_triton_imported() -> bool:
+    """Triton is loaded in compiled mode. triton.jit picks interpreter or compiler when it decorates, and Triton's
+    own tl functions are decorated when triton is imported, so a later TRITON_INTERPRET=1 cannot take effect."""
+    triton = sys.modules.get("triton")
+    language = getattr(triton, "language", None)
+    return language is not None and isinstance(language.cdiv, triton.runtime.JITFunction)
 
 
 def custom_op(name: str, impl: Callable, fake: Callable) -> Callable:

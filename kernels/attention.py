@@ -411,13 +411,7 @@ def _autotuned(kernel: triton.JITFunction) -> triton.runtime.Autotuner:
 
 def _launcher(kernel: triton.JITFunction, tuned: bool = True):
     """The kernel itself under the interpreter (fixed tiles come with the launch), its autotuner on a GPU."""
-    jitted_for_interpreter = not isinstance(kernel, triton.JITFunction)
-    if jitted_for_interpreter != interpreting():
-        # triton.jit (ours and Triton's own tl.zeros, tl.sum, ...) picks interpreter or compiler when triton is
-        # imported, so the mode cannot change afterwards.
-        raise RuntimeError("rope_attention: TRITON_INTERPRET changed after triton was imported; set it before the "
-                           "first `import triton` (or kernels.attention)")
-    return _autotuned(kernel) if tuned and not jitted_for_interpreter else kernel
+    return _autotuned(kernel) if tuned and not interpreting() else kernel
 
 
 @functools.lru_cache(maxsize=64)
@@ -559,14 +553,6 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int
         raise ValueError(f"rope_attention: base must be a positive finite number, got {base!r}")
     if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale)):
         raise ValueError(f"rope_attention: scale must be None or a finite number, got {scale!r}")
-    if q.device.type == "cuda":
-        major, minor = torch.cuda.get_device_capability(q.device)
-        if major < 7:
-            raise RuntimeError(f"rope_attention: Triton needs compute capability >= 7.0, {q.device} has "
-                               f"{major}.{minor}; use the torch or native attention backend")
-    elif not interpreting():
-        raise RuntimeError(f"rope_attention: Triton kernels need CUDA tensors (got {q.device}); set "
-                           "TRITON_INTERPRET=1 to run them on the CPU interpreter, or use the torch backend")
 
 
 def rope_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor | None = None,

@@ -22,12 +22,13 @@ import dataclasses
 import functools
 import importlib
 import importlib.util
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from kernels._triton_utils import compiled_triton_imported, interpreting
 
 __all__ = [
     "BACKENDS",
@@ -71,10 +72,6 @@ def _check_name(kind: str, name: str, valid: tuple[str, ...] | dict[str, str]) -
         raise ValueError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid)}")
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 @functools.cache
 def _triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
@@ -85,8 +82,16 @@ def triton_status(device: torch.device | str) -> tuple[bool, str]:
     device = torch.device(device)
     if not _triton_installed():
         return False, "triton is not installed"
-    if _interpreting():
+    if interpreting():
+        if compiled_triton_imported():
+            return False, ("TRITON_INTERPRET=1 was set after triton was imported without it (triton.jit fixes the "
+                           "mode at import); set it before anything imports triton")
         return True, "TRITON_INTERPRET=1 (numpy interpreter)"
+    return _cuda_status(device)
+
+
+def _cuda_status(device: torch.device) -> tuple[bool, str]:
+    """The one compute-capability check: compiled Triton kernels need CUDA with sm >= 7.0."""
     if device.type != "cuda":
         return False, f"Triton needs a CUDA device, got {device.type!r} (TRITON_INTERPRET=1 runs it on CPU, slowly)"
     major, minor = torch.cuda.get_device_capability(device)
@@ -98,11 +103,7 @@ def triton_status(device: torch.device | str) -> tuple[bool, str]:
 
 def _auto_backend(device: torch.device | str) -> str:
     """Concrete backend that ``auto`` means on `device` (never the interpreter: it is for tests only)."""
-    device = torch.device(device)
-    if device.type == "cuda" and _triton_installed():
-        if torch.cuda.get_device_capability(device) >= MIN_CAPABILITY:
-            return "triton"
-    return "native"
+    return "triton" if _triton_installed() and _cuda_status(torch.device(device))[0] else "native"
 
 
 @dataclass(frozen=True)
@@ -195,12 +196,15 @@ def _load_triton(op: str) -> Callable:
 
 
 def _triton_op(op: str) -> Callable:
-    """The Triton entry, imported now, wrapped to check on each eager call that the input's device can run it."""
+    """The Triton entry, imported now, wrapped to check on each eager call that the input's device can run it.
+
+    This is the one check per call: the kernels themselves assume it was made (KernelConfig.resolve makes the same
+    one when a model binds its ops, and traced calls skip it, since dynamo cannot trace it).
+    """
     fn = _load_triton(op)
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        # Traced calls skip the check: dynamo cannot trace it, and KernelConfig.resolve has already made it.
         if not torch.compiler.is_compiling():
             _require_triton(op, _first_tensor(args).device)
         return fn(*args, **kwargs)
@@ -209,12 +213,16 @@ def _triton_op(op: str) -> Callable:
 
 
 def _auto_op(op: str) -> Callable:
-    """Dispatch on the first input's device: triton on CUDA >= 7.0, native elsewhere."""
+    """Dispatch on the first input's device: triton on CUDA >= 7.0, native elsewhere (with the ops' signature)."""
+    native = get_op(op, "native")
 
+    @functools.wraps(native)
     def call(*args, **kwargs):
-        return get_op(op, _auto_backend(_first_tensor(args).device))(*args, **kwargs)
+        # _auto_backend has just made the device check, so the Triton entry is called directly, not re-checked.
+        triton = _auto_backend(_first_tensor(args).device) == "triton"
+        return (_load_triton(op) if triton else native)(*args, **kwargs)
 
-    call.__name__ = f"{op}_auto"
+    call.__name__ = call.__qualname__ = f"{op}_auto"
     call.__doc__ = f"{op}: Triton on CUDA with compute capability >= 7.0, torch's native path elsewhere."
     return call
 

@@ -7,6 +7,7 @@ On a machine with CUDA it is left unset: the kernels compile for the GPU and the
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pytest
@@ -14,6 +15,10 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+if importlib.util.find_spec("triton") is not None:
+    # Fix Triton's mode now, while collecting: a test run before these that unsets TRITON_INTERPRET and imports
+    # torch._dynamo (which imports triton; building an optimizer does) would load it compiled for the whole session.
+    import triton  # noqa: F401
 
 from kernel_testing import DEVICES  # noqa: E402  (needs the environment above)
 

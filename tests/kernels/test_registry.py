@@ -121,6 +121,17 @@ def test_volta_and_newer_pick_triton(monkeypatch: pytest.MonkeyPatch, no_interpr
     assert KernelConfig(attention="triton").resolve("cuda:0").attention == "triton"
 
 
+def test_interpreter_requested_after_a_compiled_import_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # triton.jit fixes interpreter-or-compiler when triton is imported: a later TRITON_INTERPRET=1 cannot work, and
+    # the kernels would fail deep in the interpreter ("Cannot call @triton.jit'd outside of the scope of a kernel").
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(reg, "compiled_triton_imported", lambda: True)
+    ok, reason = reg.triton_status("cpu")
+    assert not ok and "set after triton was imported" in reason
+    with pytest.raises(KernelUnavailableError, match="set after triton was imported"):
+        KernelConfig(attention="triton").resolve("cpu")
+
+
 def test_without_triton_installed(monkeypatch: pytest.MonkeyPatch, no_interpreter) -> None:
     _fake_cuda(monkeypatch, (8, 0))
     monkeypatch.setattr(reg, "_triton_installed", lambda: False)
@@ -143,11 +154,12 @@ def test_config_op_follows_the_family_field() -> None:
 @pytest.mark.parametrize("op", list(OPS))
 def test_every_backend_has_the_same_signature(op: str) -> None:
     pytest.importorskip("triton", reason="the Triton backend needs triton installed")
-    signatures = {b: inspect.signature(get_op(op, b)) for b in ("torch", "native", "triton")}
+    signatures = {b: inspect.signature(get_op(op, b)) for b in BACKENDS}
     params = {b: [(p.name, p.default) for p in s.parameters.values()] for b, s in signatures.items()}
     assert params["native"] == params["torch"], f"{op}: native {params['native']} != torch {params['torch']}"
     assert params["triton"] == params["torch"], f"{op}: triton {params['triton']} != torch {params['torch']}"
-    assert set(BACKENDS) == {"auto", "torch", "native", "triton"}
+    # "auto" dispatches at call time, yet shows the same signature (help(), inspect and IDEs see the real one).
+    assert params["auto"] == params["torch"], f"{op}: auto {params['auto']} != torch {params['torch']}"
 
 
 # ------------------------------------------------------------------------------------ native backend vs reference

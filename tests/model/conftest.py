@@ -6,6 +6,7 @@ kernel is decorated), so it is set when pytest loads this file; on a CUDA machin
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pytest
@@ -13,6 +14,10 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+if importlib.util.find_spec("triton") is not None:
+    # Fix Triton's mode now, while collecting: a test run before these that unsets TRITON_INTERPRET and imports
+    # torch._dynamo (which imports triton; building an optimizer does) would load it compiled for the whole session.
+    import triton  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
