@@ -88,17 +88,19 @@ def cmd_train(args) -> int:
 
     if args.resume:
         # The run continues with its saved config: a flag that would change it is refused, not silently ignored.
-        ignored = [f for f in (*FLAGS, "--config", "--set", "--new-head") if f != "--resume"
+        # --store may name the run's store at another place (checked to hold the same data).
+        ignored = [f for f in (*FLAGS, "--config", "--set", "--new-head") if f not in ("--resume", "--store")
                    and getattr(args, f[2:].replace("-", "_")) not in (None, False)]
         if ignored:
             raise UserInputError(f"--resume {args.resume} continues the run with its saved config; drop "
                                  f"{', '.join(ignored)} (or start a new run with --init-from)")
-        result = fit(TrainConfig(), resume=args.resume, progress=False if args.no_progress else None)
+        result = fit(TrainConfig(), resume=args.resume, progress=False if args.no_progress else None,
+                     store=args.store)
     else:
         result = fit(config_from_args(args))
-    if result.test:
-        print(f"test top-1 {result.test['top1']:.4f} top-5 {result.test['top5']:.4f} — report: "
-              f"{result.run_dir / 'report.md'}")
+    if result.test and result.is_main:  # under torchrun: once, not once per process
+        print(f"test top-1 {result.test['top1']:.4f} top-5 {result.test['top5']:.4f} with "
+              f"{result.test['checkpoint']} — report: {result.run_dir / 'report.md'}")
     return 0
 
 
@@ -137,7 +139,8 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a model on a store (or --resume a run)",
                        description="Train the hierarchical transformer. Flags override --config; --set a.b=v "
                                    "overrides any config field (see slr_fast/train/config.py).")
-    p.add_argument("--store", help="store path or URL")
+    p.add_argument("--store", help="store path or URL (recorded as an absolute path); with --resume: the run's "
+                                   "store moved to another place (it must hold the same data)")
     p.add_argument("--run-dir", help="run directory (checkpoints, metrics.jsonl, plots, report.md)")
     p.add_argument("--config", help="TrainConfig JSON (e.g. a previous run's config.json)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. optim.lr=1e-3")

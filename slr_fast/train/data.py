@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +16,8 @@ from slr_fast.layout import Layout
 from slr_fast.loader import KeypointLoader, LoaderConfig
 from slr_fast.preprocess import PreprocessConfig
 from slr_fast.store import KeypointStore
+from slr_fast.store.location import is_url
+from slr_fast.store.schema import CHECKSUMS_KEY
 from slr_fast.train.config import ConfigError, TrainConfig
 from slr_fast.train.runtime import Runtime
 
@@ -33,6 +37,27 @@ def augment_from_config(spec):
         return load_pipeline(spec)
 
 
+def absolute_location(path: str) -> str:
+    """A local path made absolute, so a run records where its store is wherever it is resumed from; a URL (and
+    "", no path) unchanged."""
+    return path if not path or is_url(path) else os.path.abspath(path)
+
+
+def store_identity(store: KeypointStore) -> dict:
+    """What says a store holds the data a run was trained on, saved in its checkpoints: sizes, class names, layout
+    and the crc32c checksums the store records of its index arrays and frames chunks (None for a store written
+    before checksums)."""
+    checksums = store.attrs.get(CHECKSUMS_KEY)
+    return {"sequences": len(store), "frames": int(store.num_frames), "classes": len(store.classes),
+            "class_names_sha256": hashlib.sha256("\n".join(store.classes).encode()).hexdigest(),
+            "layout": store.layout.to_dict(), "checksums": dict(checksums) if isinstance(checksums, dict) else None}
+
+
+# How identity_difference names a field that differs.
+_IDENTITY_WORDS = {"class_names_sha256": "class names", "layout": "keypoint layout",
+                   "checksums": "checksums of the index arrays (offsets, labels, signers, splits, ids) or frames"}
+
+
 @dataclass
 class RunData:
     store: KeypointStore
@@ -45,10 +70,28 @@ class RunData:
     train_indices: np.ndarray
     preprocess_dict: dict
     augment_config: list | None
+    identity: dict  # store_identity(store)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def identity_difference(self, recorded) -> str | None:
+        """How this run's store differs from the one a checkpoint recorded (`recorded`, untrusted), or None. A
+        checkpoint from before the record has none: the loader's own state check is what remains then."""
+        if recorded is None:
+            return None
+        if not isinstance(recorded, dict):
+            return f"the checkpoint's record of its store is {type(recorded).__name__}, not a mapping"
+        for key, now in self.identity.items():
+            was = recorded.get(key)
+            if key == "checksums" and (was is None or now is None):
+                continue  # one of the two stores was written before checksums: the other fields must do
+            if was != now:
+                if isinstance(now, int):
+                    return f"{now} {key} where the run's store had {str(was)[:40]}"
+                return f"other {_IDENTITY_WORDS[key]}"
+        return None
 
     def build_model(self, config: TrainConfig) -> torch.nn.Module:
         from kernels.registry import KernelConfig
@@ -116,4 +159,4 @@ def build_data(config: TrainConfig, rt: Runtime) -> RunData:
     train_eval = eval_loader(dc.train_split, shuffle=True) if config.train_eval_samples > 0 else None
     return RunData(store, layout, classes, train, eval_loader(dc.val_split), eval_loader(dc.test_split),
                    train_eval, store.select(split=dc.train_split, classes=dc.classes), pre.to_dict(),
-                   aug.to_config() if aug is not None else None)
+                   aug.to_config() if aug is not None else None, store_identity(store))

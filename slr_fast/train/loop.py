@@ -20,11 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from slr_fast.errors import TrainingDiverged, UserInputError, user_input
 from slr_fast.fileio import remove_temp_files, writing
 from slr_fast.model.checkpoint import checked_config
+from slr_fast.store.location import is_url
+from slr_fast.train import records
 from slr_fast.train.checkpoint import (
     RESUME_FIELDS,
     CheckpointError,
@@ -35,7 +38,7 @@ from slr_fast.train.checkpoint import (
     set_rng_state,
 )
 from slr_fast.train.config import TrainConfig
-from slr_fast.train.data import RunData, build_data
+from slr_fast.train.data import RunData, absolute_location, build_data
 from slr_fast.train.ema import EMA
 from slr_fast.train.evaluate import run_eval
 from slr_fast.train.losses import deep_supervision_loss
@@ -52,6 +55,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     best_metric: float | None = None
     test: dict | None = None
+    is_main: bool = True  # rank 0 (or a single process): the one process that writes and prints
 
 
 def param_digest(model: torch.nn.Module) -> str:
@@ -108,8 +112,7 @@ class Trainer:
             with writing(self.run_dir):
                 self.run_dir.mkdir(parents=True, exist_ok=True)
             config.save(self.run_dir / "config.json")
-            with writing(self.run_dir / "metrics.jsonl"):
-                (self.run_dir / "metrics.jsonl").write_text("")
+            records.start(self.run_dir)
         if self.rt.is_main:
             self.remove_temp_files()  # left by a process killed mid-write, before this one
 
@@ -142,6 +145,7 @@ class Trainer:
             "preprocess": self.data.preprocess_dict,
             "augment": self.data.augment_config,
             "kernels": self.model.kernel_report(),
+            "store": self.data.identity,
         }
 
     def _save(self, name: str):
@@ -152,6 +156,10 @@ class Trainer:
         """Continue from `st` (checked by load_checkpoint(fields=RESUME_FIELDS)); a state that does not fit this
         run — an optimizer of other shapes, a generator state torch refuses — is a CheckpointError naming it."""
         path = st["path"]
+        problem = self.data.identity_difference(st.get("store"))
+        if problem:
+            raise UserInputError(f"{self.cfg.data.store} is not the store run {self.run_dir} was trained on "
+                                 f"({problem}); pass --store with the run's store")
         load_model_weights(self.model, st["model"], path)
         if bool(self.ema) != (st["ema"] is not None):
             raise CheckpointError(f"{path}: field 'ema': {'missing' if self.ema else 'present'} although the run's "
@@ -176,6 +184,10 @@ class Trainer:
         self.history = list(st["history"])
         with _applying(path, "rng"):
             set_rng_state(st["rng"])
+        if self.rt.is_main:
+            records.keep_epochs(self.run_dir, self.epoch)  # those of the epoch about to be run again go
+            if self.cfg.data.store != st["config"]["data"]["store"]:  # moved with --store: the run now names it
+                self.cfg.save(self.run_dir / "config.json")
 
     def _init_from(self, path: str):
         st = load_checkpoint(path, map_location="cpu", fields=("model", "model_config", "classes", "layout"))
@@ -200,7 +212,9 @@ class Trainer:
         loader.set_epoch(self.epoch)
         t0, seen = time.perf_counter(), 0
         bar = tqdm(total=self.steps_per_epoch, initial=loader.state_dict().get("position", 0),
-                   desc=f"epoch {self.epoch}", disable=not (cfg.progress and rt.is_main), leave=False)
+                   desc=f"epoch {self.epoch}", leave=False,
+                   # None: tqdm draws only on a terminal, so a log file gets no bars (as ingest and synth do)
+                   disable=None if cfg.progress and rt.is_main else True)
         for batch in loader:
             x = batch["x"].to(rt.device, non_blocking=True)
             mask = batch["mask"].to(rt.device, non_blocking=True)
@@ -258,6 +272,14 @@ class Trainer:
                 r = run_eval(self.ema.module, d.val, self.rt, d.num_classes, d.classes)
                 rec.update(ema_val_loss=r["loss"], ema_val_acc=r["top1"])
 
+    def _lr_rows(self) -> list[tuple[int, int, float]]:
+        """(step, epoch, lr) of every lr_stride-th step of the epoch just trained, as the schedule set them (also
+        the steps before a mid-epoch resume)."""
+        stride = records.lr_stride(self.sched.total)
+        first = self.epoch * self.steps_per_epoch
+        return [(s, self.epoch, self.sched.lr_at(s)) for s in range(first, first + self.steps_per_epoch)
+                if s % stride == 0]
+
     def _is_better(self, rec: dict) -> float | None:
         key = self.cfg.early_stop_metric
         if key not in rec:
@@ -278,19 +300,20 @@ class Trainer:
             print(f"augmentation: {self.data.augment_config or 'none'}")
         stopped = False
         while self.epoch < cfg.epochs and not stopped:
-            rec = {"kind": "epoch", "epoch": self.epoch, "lr": self.opt.param_groups[0]["lr"]}
+            # The rate at the epoch's first step, also when a resumed run starts mid-epoch.
+            rec = {"kind": "epoch", "epoch": self.epoch, "lr": self.sched.lr_at(self.epoch * self.steps_per_epoch)}
             rec.update(self._train_epoch())
             self._evaluate(rec)
             improved = self._is_better(rec)
             self.history.append(rec)
+            if rt.is_main:  # before the checkpoint: see slr_fast.train.records
+                records.append_epoch(self.run_dir, rec, self._lr_rows())
             self.sched.epoch_end(rec.get("val_acc"))
             self.epoch += 1
             if improved is not None:
                 self._save("best.pt")
             self._save("last.pt")
             if rt.is_main:
-                with writing(self.run_dir / "metrics.jsonl"), open(self.run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(rec) + "\n")
                 gap = rec.get("train_acc", math.nan) - rec.get("val_acc", math.nan)
                 print(f"epoch {rec['epoch']}: train loss {rec.get('train_loss', math.nan):.4f} acc "
                       f"{rec.get('train_acc', math.nan):.3f} | val loss {rec.get('val_loss', math.nan):.4f} acc "
@@ -301,20 +324,39 @@ class Trainer:
                     print(f"early stop: no {cfg.early_stop_metric} improvement for {self.bad_epochs} epochs")
         return self._finish()
 
+    def _load_best(self) -> str:
+        """Put the weights of best.pt in every rank's model; returns what the model now holds.
+
+        Only rank 0 reads the file — the one it wrote itself, moments ago in the last epoch, and the only copy when
+        ranks do not share a disk — and the other ranks receive its tensors, so every rank evaluates exactly the
+        same weights (a rank reading best.pt itself could get the previous best before rank 0 replaced it)."""
+        rt = self.rt
+        path = self.run_dir / "best.pt"
+        if not all_gather_objects(rt, rt.is_main and path.exists())[0]:  # rank 0's view decides, for every rank
+            return "the last epoch's weights (no best.pt)"
+        if rt.is_main:
+            best = load_checkpoint(path, fields=("model",))
+            load_model_weights(self.model, best["model"], best["path"])
+        if rt.distributed:
+            for t in self.model.state_dict().values():  # views of the parameters and buffers: received in place
+                dist.broadcast(t, src=0)
+        return str(path)
+
     def _finish(self) -> FitResult:
         cfg, rt, d = self.cfg, self.rt, self.data
-        test = None
+        trained = all_gather_objects(rt, param_digest(self.model))  # DDP kept every rank's weights identical
+        test, evaluated = None, trained
         if d.test is not None:
-            if (self.run_dir / "best.pt").exists():
-                best = load_checkpoint(self.run_dir / "best.pt", fields=("model",))
-                load_model_weights(self.model, best["model"], best["path"])
+            weights = self._load_best()
             test = run_eval(self.model, d.test, rt, d.num_classes, d.classes)
-            test["split"] = cfg.data.test_split
-        digests = all_gather_objects(rt, param_digest(self.model))
+            test.update(split=cfg.data.test_split, checkpoint=weights)
+            evaluated = all_gather_objects(rt, param_digest(self.model))
         if rt.is_main:
-            summary = {"epochs": self.epoch, "best_metric": self.best, "test": test, "rank_param_digests": digests,
-                       "ranks_agree": len(set(digests)) == 1, "kernels": self.model.kernel_report(),
-                       "precision": rt.precision, "device": str(rt.device), "world_size": rt.world_size}
+            summary = {"epochs": self.epoch, "best_metric": self.best, "test": test, "rank_param_digests": trained,
+                       "test_rank_param_digests": evaluated,
+                       "ranks_agree": len(set(trained)) == 1 and len(set(evaluated)) == 1,
+                       "kernels": self.model.kernel_report(), "precision": rt.precision, "device": str(rt.device),
+                       "world_size": rt.world_size}
             with writing(self.run_dir / "summary.json"):
                 (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
             if self.history:
@@ -322,14 +364,18 @@ class Trainer:
                     plot_run(self.history, self.run_dir)
                     write_report(self.history, self.run_dir, cfg.to_dict(), test)
         self.data.close()
-        return FitResult(self.run_dir, self.history, self.best, test)
+        return FitResult(self.run_dir, self.history, self.best, test, rt.is_main)
 
 
-def fit(config: TrainConfig, resume: str | None = None, progress: bool | None = None) -> FitResult:
+def fit(config: TrainConfig, resume: str | None = None, progress: bool | None = None,
+        store: str | None = None) -> FitResult:
     """Train as `config` says (or continue the run in directory `resume`); returns history and test metrics.
 
-    `progress` overrides the config's progress bar (a resumed run keeps its saved config otherwise). A SIGTERM
-    (torchrun stopping the other ranks after a failure) ends the run like Ctrl-C: temporary files are removed.
+    A new run records its store (and --init-from checkpoint) as an absolute path, so it resumes from any folder.
+    `store` moves a resumed run to the same store at another place: it must hold the data the run was trained on
+    (same sequences, frames, classes, layout and index checksums). `progress` overrides the config's progress bar
+    (a resumed run keeps its saved config otherwise). A SIGTERM (torchrun stopping the other ranks after a failure)
+    ends the run like Ctrl-C: temporary files are removed.
     """
     state = None
     if resume:
@@ -341,6 +387,15 @@ def fit(config: TrainConfig, resume: str | None = None, progress: bool | None = 
             raise FileNotFoundError(f"--resume {resume}: no last.pt to resume from")
         state = load_checkpoint(run / "last.pt", fields=RESUME_FIELDS)
         config = TrainConfig.from_dict(state["config"])
+        if store:
+            config.data.store = absolute_location(store)
+        elif not is_url(config.data.store) and not Path(config.data.store).exists():
+            raise UserInputError(f"--resume {resume}: the run's store {config.data.store} is not there; if it "
+                                 f"moved, pass --store NEW_PLACE")
+    else:
+        config = TrainConfig.from_dict(config.to_dict())  # the caller's config stays as given
+        config.data.store = absolute_location(config.data.store)
+        config.init_from = absolute_location(config.init_from)
     if progress is not None:
         config.progress = progress
     with _sigterm_as_exit():

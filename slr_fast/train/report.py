@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from slr_fast.errors import UserInputError
+from slr_fast.train.records import read_lr
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -55,7 +56,8 @@ def overfit_analysis(history: list[dict], key: str = "val_loss", patience: int =
 
 
 def plot_run(history: list[dict], out_dir: str | Path) -> list[Path]:
-    """Write loss.png, accuracy.png and lr.png; returns their paths."""
+    """Write loss.png, accuracy.png and lr.png (the rate of every step from lr.csv when the run has one, else
+    each epoch's first); returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,12 +66,20 @@ def plot_run(history: list[dict], out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     ep = [h["epoch"] for h in history]
     paths = []
+    lr_steps = read_lr(out_dir)
     for name, keys, ylabel in (
         ("loss.png", ("train_loss", "val_loss", "ema_val_loss"), "loss"),
         ("accuracy.png", ("train_acc", "val_acc", "ema_val_acc"), "top-1 accuracy"),
         ("lr.png", ("lr",), "learning rate"),
     ):
         fig, ax = plt.subplots(figsize=(6, 4))
+        if name == "lr.png" and lr_steps and lr_steps[0]:
+            ax.plot(*lr_steps, lw=1)
+            ax.set_xlabel("optimizer step")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            _save(fig, out_dir / name, paths)
+            continue
         for k in keys:
             ys = [h.get(k) for h in history]
             if any(y is not None for y in ys):
@@ -82,11 +92,17 @@ def plot_run(history: list[dict], out_dir: str | Path) -> list[Path]:
             info = overfit_analysis(history)
             if "overfit_from_epoch" in info:
                 ax.axvline(info["overfit_from_epoch"], color="grey", ls="--", lw=1)
-        fig.tight_layout()
-        fig.savefig(out_dir / name, dpi=100)
-        plt.close(fig)
-        paths.append(out_dir / name)
+        _save(fig, out_dir / name, paths)
     return paths
+
+
+def _save(fig, path: Path, paths: list[Path]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    paths.append(path)
 
 
 def write_report(history: list[dict], out_dir: str | Path, config: dict, final_eval: dict | None = None) -> Path:
@@ -110,6 +126,9 @@ def write_report(history: list[dict], out_dir: str | Path, config: dict, final_e
         lines.append("- no overfitting onset detected (validation loss did not rise for 2+ epochs after its minimum)")
     if final_eval:
         lines += ["", "## Held-out evaluation", ""]
+        if final_eval.get("checkpoint"):
+            lines.append(f"- weights: {final_eval['checkpoint']} (`slr-fast eval --checkpoint` on the run folder "
+                         "evaluates the same file)")
         lines.append(f"- split `{final_eval.get('split')}`: top-1 {final_eval['top1']:.4f}, top-5 "
                      f"{final_eval['top5']:.4f}, loss {final_eval.get('loss', float('nan')):.4f}, "
                      f"{final_eval['samples']} samples")

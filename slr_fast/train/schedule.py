@@ -58,6 +58,10 @@ class LRSchedule:
             return lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * min(t, span) / span))
         return self.plateau_scale  # plateau and constant
 
+    def lr_at(self, step: int) -> float:
+        """The rate of the first parameter group at optimizer step `step` (what `step()` sets it to there)."""
+        return self.opt.param_groups[0]["peak_lr"] * self.factor(step)
+
     def _apply(self):
         f = self.factor(self.step_num)
         for g in self.opt.param_groups:

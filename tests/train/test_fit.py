@@ -39,6 +39,11 @@ def test_train_writes_run_outputs_and_eval_predict(small_store, small_args, tmp_
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(run), "--store", small_store, "--split", "test", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
+    # One test accuracy per run: eval on the run folder evaluates the weights report.md and summary.json report.
+    summary = json.loads((run / "summary.json").read_text())
+    assert r["checkpoint"] == summary["test"]["checkpoint"] == str(run / "best.pt")
+    assert (r["top1"], r["samples"]) == (summary["test"]["top1"], summary["test"]["samples"])
+    assert f"weights: {run / 'best.pt'}" in (run / "report.md").read_text()
     from slr_fast.store import KeypointStore
 
     assert r["samples"] == KeypointStore.open(small_store).split_counts()["test"]
@@ -102,6 +107,9 @@ def test_resume_after_kill_matches_uninterrupted_run(small_store, small_args, tm
     hist_f = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     hist_r = [json.loads(x) for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert [h["val_acc"] for h in hist_f] == [h["val_acc"] for h in hist_r]
+    # The resumed epoch logs the rate of its first step, not of the step it resumed at; lr.csv has every step once.
+    assert [h["lr"] for h in hist_f] == [h["lr"] for h in hist_r]
+    assert (tmp_path / "full" / "lr.csv").read_text() == (tmp_path / "killed" / "lr.csv").read_text()
 
 
 def test_fine_tune_stage_with_new_class_subset(small_store, small_args, tmp_path, capsys):
@@ -118,15 +126,27 @@ def test_fine_tune_stage_with_new_class_subset(small_store, small_args, tmp_path
 
 
 @pytest.mark.slow
-def test_two_process_ddp_ranks_agree(small_store, small_args, tmp_path):
+def test_two_process_ddp_ranks_agree_and_test_the_best_weights(small_store, small_args, tmp_path, capsys):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-           "-m", "slr_fast", *small_args(small_store, run, "--epochs", "1")]
+    # Two epochs, best by validation loss (which falls from epoch 0 to 1 here): rank 0 rewrites best.pt at the very
+    # end, the moment another rank reading best.pt itself would take the previous one.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "slr_fast", *small_args(small_store, run, "--set", "early_stop_metric=val_loss")]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 2
     assert len(summary["rank_param_digests"]) == 2 and summary["ranks_agree"]
+    assert len(set(summary["test_rank_param_digests"])) == 1
     epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(epochs) == 1  # only rank 0 wrote
+    assert [e["epoch"] for e in epochs] == [0, 1]  # only rank 0 wrote
+    assert proc.stdout.count("test top-1") == 1  # only rank 0 printed
+    # The reported figure is the one `eval` gives for best.pt: both ranks evaluated those weights.
+    assert summary["test"]["checkpoint"] == str(run / "best.pt")
+    assert main(["eval", "--checkpoint", str(run), "--store", small_store, "--split", "test", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["checkpoint"] == str(run / "best.pt") and r["samples"] == summary["test"]["samples"]
+    assert r["top1"] == summary["test"]["top1"] and r["loss"] == pytest.approx(summary["test"]["loss"], abs=1e-4)
+    # What makes the case: the last epoch improved, so best.pt was rewritten as the run ended.
+    assert epochs[1]["val_loss"] < epochs[0]["val_loss"] and load_checkpoint(run / "best.pt")["epoch"] == 2
