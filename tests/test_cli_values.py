@@ -236,6 +236,15 @@ def test_the_real_entry_point_prints_one_line_and_exits_2(tmp_path):
     assert_one_line_error(proc.returncode, proc.stderr, "bad.json", "config.optim.lr", "-1")
 
 
+def test_help_describes_the_command_and_lists_every_named_pipeline(capsys):
+    from slr_fast.augment.pipeline import NAMED
+
+    rc, out, _ = call_cli(["--help"], capsys)
+    assert rc == 0 and "Entry point" not in out and "keypoint store" in out and "slr-fast demo" in out
+    rc, out, _ = call_cli(["train", "--help"], capsys)
+    assert rc == 0 and all(f"'{name}'" in " ".join(out.split()) for name in NAMED)
+
+
 def test_each_command_is_found_in_the_module_that_registers_it():
     """`slr-fast CMD` imports only CMD's module: the map must name every command, and nothing else."""
     from slr_fast.cli.main import COMMAND_MODULES, COMMANDS, build_parser

@@ -151,7 +151,11 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--frames", type=int, help="T, frames per resampled sequence")
-    p.add_argument("--augment", help="'default', 'none' or an augmentation pipeline JSON file")
+    # The names of slr_fast.augment.pipeline.NAMED (not imported here: ~0.15 s that `--help` would pay).
+    p.add_argument("--augment", metavar="PIPELINE",
+                   help="augmentation: 'default' (time warp, scale, noise), 'full' (every op: crops, speed changes, "
+                        "mirror, rotations, part distortions, dropout, detector noise), 'none', or a pipeline "
+                        ".json/.yaml file (default: default)")
     p.add_argument("--mixup", type=float, metavar="P", help="fraction of batches mixed with MixUp")
     p.add_argument("--classes", help="class subset: a file (one name per line / JSON list) or comma-separated names")
     p.add_argument("--precision", choices=PRECISIONS)

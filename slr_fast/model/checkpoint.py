@@ -14,6 +14,7 @@ laptop with `load_model(path)` (all-torch kernels, CPU) for inference. Prefixes 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -107,7 +108,29 @@ def read_torch_file(path: str | os.PathLike, map_location: str | torch.device = 
     except OSError:
         raise  # permission denied, I/O error: the CLI words these with the file name
     except Exception as e:  # truncated zip, not a torch file, disallowed pickled object, ...
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_load_problem(path, e)})") from e
+
+
+def _load_problem(path: str | os.PathLike, e: Exception) -> str:
+    """Why torch.load refused `path`, in our words. Never torch's own advice for a file holding Python objects
+    (to load it with weights_only=False): unpickling an untrusted file runs its code, and slr_fast never does."""
+    text = str(e)
+    if "Weights only load failed" in text or "weights_only" in text:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = found.group(1) if found else "a Python object"
+        return (f"it holds {what}, a Python object beyond tensors and plain data, and slr_fast never unpickles "
+                "those: a checkpoint is tensors, numbers, strings, lists and dicts")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b"PK"
+    if not head:
+        return "an empty file"
+    if not head.startswith((b"PK", b"\x80")):  # torch.save writes a zip archive (older versions a pickle)
+        return f"not a file torch.save wrote: it starts with {head!r}"
+    first = text.split(". ")[0].strip()[:200]
+    return f"a truncated or damaged torch file ({type(e).__name__}{': ' + first if first else ''})"
 
 
 def state_dict_problem(state) -> str | None:

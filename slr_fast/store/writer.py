@@ -134,7 +134,8 @@ class StoreWriter:
             clean_stale(self._final)
             state = local_state(self._final)
             if state == "complete" and not overwrite:
-                raise StoreError(f"{self.where}: a complete store already exists; pass overwrite=True to replace it")
+                raise StoreError(f"{self.where}: a complete store already exists; pass overwrite=True "
+                                 "(--overwrite on the command line) to replace it")
             if state == "foreign":
                 raise StoreError(f"{self.where}: exists and is not an slr_fast store; refusing to replace it "
                                  f"(remove it or choose another path)")
@@ -192,7 +193,8 @@ class StoreWriter:
         if not isinstance(ours, dict):
             raise StoreError(f"{url}: a zarr group that is not an slr_fast store exists there; refusing to replace it")
         if ours.get("complete") is True and not overwrite:
-            raise StoreError(f"{url}: a complete store already exists; pass overwrite=True to replace it")
+            raise StoreError(f"{url}: a complete store already exists; pass overwrite=True (--overwrite on the "
+                             "command line) to replace it")
 
     def __len__(self) -> int:
         return len(self._labels)

@@ -86,9 +86,10 @@ def layout_difference(got: Layout, want: Layout) -> str | None:
     a, b = describe_layout(got), describe_layout(want)
     if a.partition(": ")[2] != b.partition(": ")[2]:
         return f"{a} vs {b}"
-    # Same part names, sizes and channels: the parts take other source points.
-    other = [p.name for p, q in zip(got.parts, want.parts, strict=True) if p != q]
-    return f"{a}, but part(s) {', '.join(other)} take other source points than the checkpoint's"
+    # Same part names, sizes and channels: some parts take other source points.
+    other = "; ".join(f"{p.name} takes {p.source} points {list(p.indices)[:8]} vs {list(q.indices)[:8]}"
+                      for p, q in zip(got.parts, want.parts, strict=True) if p != q)
+    return f"{a} vs {b} ({other})"
 
 
 # Keypoint files `predict` reads, by suffix; a folder stands for its files with these suffixes, sorted by name.
