@@ -3,6 +3,11 @@
 Bones are looked up by MediaPipe source index, so any layout draws correctly: an edge is drawn when both of its
 end points are in the layout and detected (NaN points and their bones are skipped). Images use y down, like the
 normalized coordinates, and share one view across a figure's panels so motion between frames stays visible.
+
+Proportions: one unit of x is drawn as long as one unit of y, times `aspect`. MediaPipe normalizes x by the video's
+width and y by its height, so `aspect` = width / height (16/9 for landscape HD) draws the shapes as filmed; the
+default 1 draws the stored numbers as they are. Panels take the shape of the view, so nothing is squeezed into a
+fixed box, and a legend names the colour of each hand.
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ POSE_EDGES = (
     (1, 2), (2, 3), (3, 7), (4, 5), (5, 6), (6, 8), (9, 10), (0, 1), (0, 4),
 )  # fmt: skip
 _SOURCE_EDGES = {"left_hand": HAND_EDGES, "right_hand": HAND_EDGES, "face": FACE_EDGES, "pose": POSE_EDGES}
-# Colours per source (matplotlib's default cycle, picked so left/right hands differ clearly).
+# Colours per source (matplotlib's default cycle, picked so left/right hands differ clearly), and their legend.
 SOURCE_COLORS = {"face": "tab:red", "left_hand": "tab:blue", "right_hand": "tab:orange", "pose": "tab:gray"}
+SOURCE_LABELS = {"left_hand": "left hand", "right_hand": "right hand", "face": "lips", "pose": "pose"}
+PANEL_HEIGHT = 2.4  # inches per row of panels; a panel's width follows the view's shape
+PANEL_RATIO = (0.35, 3.0)  # narrowest and widest panel (width / height), for views of a single line of points
 
 
 def skeleton_edges(layout: Layout) -> list[tuple[int, int, str]]:
@@ -68,9 +76,10 @@ def _check_frame(frame: np.ndarray, layout: Layout) -> np.ndarray:
     return frame
 
 
-def frame_limits(frames: np.ndarray, margin: float = 0.05) -> tuple[float, float, float, float]:
-    """(xmin, xmax, ymin, ymax) around the detected points of (T,P,C) or (P,C) frames; the unit square if none."""
-    xy = np.asarray(frames, dtype=np.float64)[..., :2].reshape(-1, 2)
+def frame_limits(frames: np.ndarray, margin: float = 0.05, aspect: float = 1.0) -> tuple[float, float, float, float]:
+    """(xmin, xmax, ymin, ymax) around the detected points of (T,P,C) or (P,C) frames, x times `aspect` as drawn;
+    the unit square if none."""
+    xy = np.asarray(frames, dtype=np.float64)[..., :2].reshape(-1, 2) * (aspect, 1.0)
     xy = xy[~np.isnan(xy).any(axis=1)]
     if xy.size == 0:
         return 0.0, 1.0, 0.0, 1.0
@@ -79,21 +88,28 @@ def frame_limits(frames: np.ndarray, margin: float = 0.05) -> tuple[float, float
     return float(lo[0] - pad), float(hi[0] + pad), float(lo[1] - pad), float(hi[1] + pad)
 
 
+def _check_aspect(aspect: float) -> float:
+    if not (isinstance(aspect, int | float) and np.isfinite(aspect) and 0.05 <= aspect <= 20):
+        raise UserInputError(f"aspect {aspect!r}: not a frame width / height ratio in [0.05, 20]")
+    return float(aspect)
+
+
 def draw_frame(ax: Any, frame: np.ndarray, layout: Layout, *, limits: tuple[float, float, float, float] | None = None,
                title: str | None = None, point_size: float = 4.0, line_width: float = 1.2,
-               colors: Mapping[str, str] | None = None, alpha: float = 1.0) -> Any:
-    """Draw one (P,C) frame's skeleton on a matplotlib Axes (y down, equal aspect); returns the Axes."""
+               colors: Mapping[str, str] | None = None, alpha: float = 1.0, aspect: float = 1.0) -> Any:
+    """Draw one (P,C) frame's skeleton on a matplotlib Axes (y down, x times `aspect`, equal units); returns the
+    Axes. `limits` are in drawn units (frame_limits with the same aspect)."""
     frame = _check_frame(frame, layout)
     colors = {**SOURCE_COLORS, **(colors or {})}
     sources = _point_sources(layout)
-    xy = frame[:, :2]
+    xy = frame[:, :2] * (_check_aspect(aspect), 1.0)
     for a, b, source in skeleton_edges(layout):
         if not (np.isnan(xy[a]).any() or np.isnan(xy[b]).any()):
             ax.plot([xy[a, 0], xy[b, 0]], [xy[a, 1], xy[b, 1]], color=colors[source], lw=line_width, alpha=alpha)
     ok = ~np.isnan(xy).any(axis=1)
     ax.scatter(xy[ok, 0], xy[ok, 1], s=point_size, c=[colors[s] for s, k in zip(sources, ok, strict=True) if k],
                alpha=alpha, linewidths=0)
-    xmin, xmax, ymin, ymax = limits if limits is not None else frame_limits(frame)
+    xmin, xmax, ymin, ymax = limits if limits is not None else frame_limits(frame, aspect=aspect)
     ax.set_xlim(xmin, xmax)
     ax.set_ylim(ymax, ymin)  # image coordinates: y grows downwards
     ax.set_aspect("equal")
@@ -113,12 +129,41 @@ def pick_frames(length: int, count: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, length - 1, count)})
 
 
+def panel_size(limits: tuple[float, float, float, float]) -> tuple[float, float]:
+    """(width, height) in inches of a panel showing `limits` at equal units: the view's shape, within PANEL_RATIO."""
+    xmin, xmax, ymin, ymax = limits
+    ratio = (xmax - xmin) / max(ymax - ymin, 1e-9)
+    return PANEL_HEIGHT * float(np.clip(ratio, *PANEL_RATIO)), PANEL_HEIGHT
+
+
+def add_legend(fig: Any, layout: Layout, colors: Mapping[str, str] | None = None) -> Any:
+    """A legend under the panels naming the colour of each source `layout` has (which hand is which)."""
+    from matplotlib.lines import Line2D
+
+    colors = {**SOURCE_COLORS, **(colors or {})}
+    present = {p.source for p in layout.parts}
+    handles = [Line2D([], [], color=colors[s], marker="o", ms=3, lw=1.2, label=SOURCE_LABELS[s])
+               for s in SOURCE_LABELS if s in present]
+    return fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+
+
+def _figure(cols: int, rows: int, limits: tuple[float, float, float, float]) -> Any:
+    import matplotlib.pyplot as plt
+
+    width, height = panel_size(limits)
+    # Constrained layout keeps room for the titles above and the legend below the panels.
+    return plt.figure(figsize=(width * cols + 0.3, height * rows + 0.9), layout="constrained")
+
+
 def draw_sequence(frames: np.ndarray, layout: Layout, frame_ids: Sequence[int] | None = None, *, count: int = 6,
-                  axes: Sequence[Any] | None = None, fig: Any = None, label: str | None = None) -> Any:
+                  axes: Sequence[Any] | None = None, fig: Any = None, label: str | None = None, aspect: float = 1.0,
+                  limits: tuple[float, float, float, float] | None = None) -> Any:
     """Draw frames (T,P,C) of a sequence in a row of panels sharing one view; returns the figure.
 
     `frame_ids` picks frames (default: `count` spread evenly); `axes` draws into existing axes (one per frame),
-    e.g. a row of a larger grid; otherwise a new figure (or `fig`) gets one row.
+    e.g. a row of a larger grid; otherwise a new figure (or `fig`) gets one row, shaped like the view, with a
+    legend of the hands. `aspect`: the video's width / height (see the module's docstring); `limits`: the view
+    (default: around these frames).
     """
     frames = np.asarray(frames)
     if frames.ndim != 3:
@@ -129,41 +174,44 @@ def draw_sequence(frames: np.ndarray, layout: Layout, frame_ids: Sequence[int] |
         raise UserInputError(f"frame ids {bad} outside the sequence's {frames.shape[0]} frames")
     if not ids:
         raise ValueError("nothing to draw: the sequence has no frames")
+    aspect = _check_aspect(aspect)
+    limits = limits if limits is not None else frame_limits(frames[ids], aspect=aspect)
     if axes is None:
-        import matplotlib.pyplot as plt
-
         if fig is None:
-            fig = plt.figure(figsize=(2.2 * len(ids), 2.6))
+            fig = _figure(len(ids), 1, limits)
         axes = fig.subplots(1, len(ids), squeeze=False)[0]
+        add_legend(fig, layout)
     if len(axes) != len(ids):
         raise ValueError(f"got {len(axes)} axes for {len(ids)} frames")
-    limits = frame_limits(frames[ids])
     for ax, i in zip(axes, ids, strict=True):
-        draw_frame(ax, frames[i], layout, limits=limits, title=f"frame {i}")
+        draw_frame(ax, frames[i], layout, limits=limits, title=f"frame {i}", aspect=aspect)
     if label:
         axes[0].set_ylabel(label, fontsize=8)
     return axes[0].figure
 
 
 def draw_comparison(versions: Mapping[str, np.ndarray], layout: Layout, frame_ids: Sequence[int] | None = None, *,
-                    count: int = 6) -> Any:
-    """One row per named version of a sequence (e.g. "original", "augmented"), same frames; returns the figure.
+                    count: int = 6, aspect: float = 1.0) -> Any:
+    """One row per named version of a sequence (e.g. "original", "augmented"), same frames and one view, so a
+    scaling or a shift shows; returns the figure.
 
     Versions may differ in length (time augmentations): frame ids are then spread over each version separately.
     """
-    import matplotlib.pyplot as plt
-
     if not versions:
         raise ValueError("draw_comparison needs at least one version")
+    aspect = _check_aspect(aspect)
     rows = {name: np.asarray(v) for name, v in versions.items()}
     ids_of = {name: (pick_frames(v.shape[0], count) if frame_ids is None else list(frame_ids))
               for name, v in rows.items()}
+    shown = [v[[i for i in ids_of[name] if 0 <= i < len(v)]] for name, v in rows.items()]
+    limits = frame_limits(np.concatenate([v.reshape(-1, *v.shape[-2:]) for v in shown]), aspect=aspect)
     cols = max(len(i) for i in ids_of.values())
-    fig = plt.figure(figsize=(2.2 * cols, 2.6 * len(rows)))
+    fig = _figure(cols, len(rows), limits)
     grid = fig.subplots(len(rows), cols, squeeze=False)
     for r, (name, v) in enumerate(rows.items()):
         ids = ids_of[name]
-        draw_sequence(v, layout, ids, axes=list(grid[r, : len(ids)]), label=name)
+        draw_sequence(v, layout, ids, axes=list(grid[r, : len(ids)]), label=name, aspect=aspect, limits=limits)
         for ax in grid[r, len(ids):]:
             ax.axis("off")
+    add_legend(fig, layout)
     return fig

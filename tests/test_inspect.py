@@ -141,6 +141,60 @@ def test_draw_sequence_and_comparison_panels():
         draw_sequence(seq, DEFAULT_LAYOUT, [0, 10])
 
 
+def test_figures_name_the_hands_and_keep_the_proportions_of_the_frame():
+    rng = np.random.default_rng(2)
+    seq = rng.uniform(0.2, 0.8, size=(6, 87, 2)).astype(np.float32)
+    seq[..., 0] = 0.3 + 0.4 * seq[..., 0]  # x spans 0.24, y 0.6: a tall view
+    fig = draw_sequence(seq, DEFAULT_LAYOUT, count=3)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:2] == ["left hand", "right hand"] and set(legend) == {"left hand", "right hand", "lips", "pose"}
+    colors = {t.get_text(): h.get_color() for t, h in zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles,
+                                                            strict=True)}
+    assert colors["left hand"] != colors["right hand"]
+    fig.canvas.draw()
+
+    def shape(ax):  # (drawn width / height of the panel box, data width / height of its view)
+        box = ax.get_window_extent()
+        (x0, x1), (y1, y0) = ax.get_xlim(), ax.get_ylim()
+        return box.width / box.height, (x1 - x0) / (y1 - y0)
+
+    box, view = shape(fig.axes[0])
+    assert box == pytest.approx(view, rel=0.02) and view < 0.6  # equal units: a tall view is a tall panel
+    fig_w, fig_h = fig.get_size_inches()
+    assert fig_w < 3 * 2.4 * 0.6  # and the figure is sized to such panels, not to a fixed square per panel
+    # aspect = width / height of the video: x is drawn that many times longer.
+    wide = draw_sequence(seq, DEFAULT_LAYOUT, count=3, aspect=16 / 9)
+    wide.canvas.draw()
+
+    def spans(ax):  # (x span, y span) of the points drawn
+        xy = np.asarray(ax.collections[0].get_offsets())
+        return np.ptp(xy[:, 0]), np.ptp(xy[:, 1])
+
+    (wx, wy), (nx, ny) = spans(wide.axes[0]), spans(fig.axes[0])
+    assert (wx / nx, wy / ny) == (pytest.approx(16 / 9), pytest.approx(1.0))
+    wide_box, wide_view = shape(wide.axes[0])
+    assert wide_box == pytest.approx(wide_view, rel=0.02) and wide_view > view
+    plt.close(wide)
+    plt.close(fig)
+    fig = draw_comparison({"original": seq, "scaled": 0.5 + 1.5 * (seq - 0.5)}, DEFAULT_LAYOUT, count=2)
+    assert len({a.get_xlim() for a in fig.axes}) == 1  # one view for both rows: the scaling shows
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:2] == ["left hand", "right hand"]
+    plt.close(fig)
+    only_hands = Layout(parts=(Part("left_hand", "left_hand", tuple(range(21))),))
+    fig = draw_sequence(seq[:, :21], only_hands, count=1)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["left hand"]
+    plt.close(fig)
+
+
+def test_show_aspect_option(known_store, tmp_path, capsys):
+    out = tmp_path / "a.png"
+    base = ["show", str(known_store.where), "--index", "3", "--out", str(out), "--frames", "2"]
+    assert main([*base, "--aspect", "16:9"]) == 0 and out.exists()
+    with pytest.raises(SystemExit):
+        main([*base, "--aspect", "0:9"])
+    assert "--aspect" in capsys.readouterr().err
+
+
 def test_show_draws_a_real_synthetic_sequence(tmp_path):
     from slr_fast.synth import SynthConfig, synth_store
 

@@ -62,19 +62,32 @@ def cmd_show(args: argparse.Namespace) -> int:
         before, after = augment_preview(frames, store.layout, pipeline, seed=args.seed, epoch=args.epoch,
                                         sample_id=i)
         fig = draw_comparison({"original": before, "augmented": after}, store.layout, args.frame_ids,
-                              count=args.frames)
+                              count=args.frames, aspect=args.aspect)
     else:
-        fig = draw_sequence(frames, store.layout, args.frame_ids, count=args.frames)
+        fig = draw_sequence(frames, store.layout, args.frame_ids, count=args.frames, aspect=args.aspect)
     split = {-1: "no split", 0: "train", 1: "val", 2: "test"}.get(int(store.splits[i]), "?")
     fig.suptitle(f"#{i} {store.seq_ids[i]}  class {store.classes[label]}  signer {int(store.signers[i])}  "
                  f"{split}  {frames.shape[0]} frames", fontsize=9)
-    fig.tight_layout()
     with writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=args.dpi)
     plt.close(fig)
     print(f"wrote {out}")
     return 0
+
+
+def aspect_ratio(text: str) -> float:
+    """An argparse type: a video frame's width / height as W:H, W/H or a number (16:9, 4/3, 1.78)."""
+    import math
+
+    w, sep, h = text.replace("/", ":").partition(":")
+    try:
+        value = float(w) / float(h) if sep else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a width:height ratio like 16:9") from None
+    if not (math.isfinite(value) and 0.05 <= value <= 20):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a width:height ratio between 1:20 and 20:1")
+    return value
 
 
 def image_path(value: str) -> Path:
@@ -118,6 +131,9 @@ def register(subparsers) -> None:
                         "file or JSON text; rows show the engine's frames before/after")
     s.add_argument("--seed", type=int, default=0, help="augmentation seed for --augment (default: 0)")
     s.add_argument("--epoch", type=int, default=0, help="augmentation epoch for --augment (default: 0)")
+    s.add_argument("--aspect", type=aspect_ratio, default=1.0, metavar="W:H",
+                   help="the video's width:height, e.g. 16:9: MediaPipe divides x by the width and y by the height, "
+                        "so this draws the shapes as filmed (default: 1, the stored numbers as they are)")
     s.add_argument("--dpi", type=at_least(10, 1200), default=110,
                    help="image resolution, 10 to 1200 (default: %(default)s)")
     s.set_defaults(func=cmd_show)
