@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from slr_fast.cli.main import at_least
+from slr_fast.errors import user_input
 from slr_fast.train.config import MAX_FRAMES
 
 
 def cmd_ablate(args) -> int:
+    from kernels.registry import KernelConfig
     from slr_fast.ablate import AblationSetup, parse_grid, run_ablation
+    from slr_fast.train.runtime import resolve_device
 
     grid = parse_grid(args.kernels_grid)
+    with user_input(f"--reference {args.reference}: "):  # before a store is read or a model built
+        KernelConfig.parse(args.reference)
+    with user_input():
+        resolve_device(args.device)
     setup = AblationSetup(store=args.store, preset=args.preset, frames=args.frames, batch_size=args.batch_size,
                           steps=args.steps, warmup=args.warmup, epochs=args.epochs, seed=args.seed,
                           device=args.device, reference=args.reference)
