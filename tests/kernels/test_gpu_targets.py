@@ -52,7 +52,7 @@ def _cases() -> list[tuple[str, str, str, int, dict, dict]]:
             ("kernels.swiglu", "_swiglu_bwd_kernel", dtype, target, dict(BLOCK_M=16, BLOCK_N=256), dict(num_warps=8)),
             ("kernels.rope", "_rope_kernel", dtype, target,
              dict(HALF=16, HAS_OFFSETS=True, BACKWARD=True, BLOCK_T=32, BLOCK_HALF=16), dict(num_warps=4)),
-            ("kernels.attention", "_attn_bwd_delta", dtype, target, dict(HEAD_DIM=32, BLOCK_D=32, BLOCK_M=64),
+            ("kernels.attention_kernels", "attn_bwd_delta", dtype, target, dict(HEAD_DIM=32, BLOCK_D=32, BLOCK_M=64),
              dict(num_warps=4)),
         ]
         variants = [(dtype, attention)]
@@ -61,9 +61,9 @@ def _cases() -> list[tuple[str, str, str, int, dict, dict]]:
         if target == 90:
             variants += [(dtype, dict(attention, HAS_WINDOW=False))]
         for dt, meta in variants:
-            cases.append(("kernels.attention", "_attn_fwd", dt, target, dict(meta, **fwd[0]), fwd[1]))
-            for name in ("_attn_bwd_dkdv", "_attn_bwd_dq"):
-                cases.append(("kernels.attention", name, dt, target, dict(meta, **bwd[0]), bwd[1]))
+            cases.append(("kernels.attention_kernels", "attn_fwd", dt, target, dict(meta, **fwd[0]), fwd[1]))
+            for name in ("attn_bwd_dkdv", "attn_bwd_dq"):
+                cases.append(("kernels.attention_kernels", name, dt, target, dict(meta, **bwd[0]), bwd[1]))
     return cases
 
 
