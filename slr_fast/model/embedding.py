@@ -20,7 +20,7 @@ from torch import nn
 
 from slr_fast.model.config import ModelConfig
 from slr_fast.model.layers import RMSNorm
-from slr_fast.model.ops import Ops
+from slr_fast.model.ops import KernelOps
 from slr_fast.model.transformer import TransformerBlock
 
 
@@ -48,7 +48,7 @@ class PartEncoder(nn.Module):
 class PartEmbedding(nn.Module):
     """(B, T, P, C) keypoints + (B, T, P) presence -> (B, T, dim) frame vectors."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, ops: KernelOps):
         super().__init__()
         self.part_names = cfg.part_names
         self.part_sizes = cfg.part_sizes
@@ -62,15 +62,15 @@ class PartEmbedding(nn.Module):
         self.part_type = nn.Parameter(torch.zeros(num_parts, cfg.part_dim))  # which part a token is
         self.absent = nn.Parameter(torch.zeros(num_parts, cfg.part_dim))  # the token of an undetected part
         self.cross = nn.ModuleList(
-            TransformerBlock(cfg.part_dim, cfg.cross_heads, 2 * cfg.part_dim, rope_base=cfg.rope_base,
+            TransformerBlock(ops, cfg.part_dim, cfg.cross_heads, 2 * cfg.part_dim, rope_base=cfg.rope_base,
                              dropout=cfg.dropout, residual_init=cfg.residual_init, eps=cfg.norm_eps)
             for _ in range(cfg.cross_layers)
         )
-        self.fuse_norm = RMSNorm(num_parts * cfg.part_dim, cfg.norm_eps)
+        self.fuse_norm = RMSNorm(ops, num_parts * cfg.part_dim, cfg.norm_eps)
         self.fuse = nn.Linear(num_parts * cfg.part_dim, cfg.dim)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, ops: Ops) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, P, C = x.shape
         x = x * mask.unsqueeze(-1)  # undetected points carry no coordinates, whatever the loader filled in
         motion = frame_motion(x, mask) if self.use_motion else None
@@ -90,7 +90,7 @@ class PartEmbedding(nn.Module):
             parts, pd = tok.shape[2], tok.shape[3]
             seq = tok.reshape(B * T, parts, pd)  # (B*T, parts, part_dim): each frame's parts attend to each other
             for block in self.cross:
-                seq = block(seq, ops)
+                seq = block(seq)
             tok = seq.view(B, T, parts, pd)  # (B, T, parts, part_dim)
         frame = tok.flatten(2)  # (B, T, parts*part_dim)
-        return self.dropout(self.fuse(self.fuse_norm(frame, ops)))  # (B, T, dim)
+        return self.dropout(self.fuse(self.fuse_norm(frame)))  # (B, T, dim)

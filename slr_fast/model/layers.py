@@ -5,32 +5,34 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slr_fast.model.ops import Ops
+from slr_fast.model.ops import KernelOps
 
 
 class RMSNorm(nn.Module):
     """RMSNorm over the last dimension through the registry's `rmsnorm` op; holds only the weight."""
 
-    def __init__(self, dim: int, eps: float = 1e-6):
+    def __init__(self, ops: KernelOps, dim: int, eps: float = 1e-6):
         super().__init__()
+        self.ops = ops
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: torch.Tensor, ops: Ops) -> torch.Tensor:
-        return ops.rmsnorm(x, self.weight, self.eps)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ops.rmsnorm(x, self.weight, self.eps)
 
 
 class SwiGLUFeedForward(nn.Module):
     """silu(x W_a) * (x W_b) then W_out: one packed input projection so the gate runs as one `swiglu_packed` op."""
 
-    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
+    def __init__(self, ops: KernelOps, dim: int, hidden: int, dropout: float = 0.0):
         super().__init__()
+        self.ops = ops
         self.w_in = nn.Linear(dim, 2 * hidden, bias=False)  # [W_a | W_b] packed along the output
         self.w_out = nn.Linear(hidden, dim, bias=False)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, ops: Ops) -> torch.Tensor:
-        return self.dropout(self.w_out(ops.swiglu_packed(self.w_in(x))))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.w_out(self.ops.swiglu_packed(self.w_in(x))))
 
 
 def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:

@@ -24,7 +24,7 @@ from slr_fast.model.config import ModelConfig
 from slr_fast.model.embedding import PartEmbedding
 from slr_fast.model.heads import AuxHead, ClassifierHead
 from slr_fast.model.layers import RMSNorm, init_linear, masked_mean_max
-from slr_fast.model.ops import Ops, bind_ops
+from slr_fast.model.ops import KernelOps, Ops
 from slr_fast.model.pooling import MultiScalePooling
 from slr_fast.model.temporal_conv import TemporalConvBlock
 from slr_fast.model.transformer import TransformerBlock
@@ -50,10 +50,10 @@ class SignModel(nn.Module):
     def __init__(self, config: ModelConfig, kernels: KernelConfig | None = None):
         super().__init__()
         self.config = cfg = config
-        self.kernels = kernels if kernels is not None else KernelConfig()
-        self._ops: dict[str, Ops] = {}  # device -> bound ops, filled on first use on that device
+        # One KernelOps for every module that calls a kernel: ops bound per device on first use there.
+        self.ops = ops = KernelOps(kernels if kernels is not None else KernelConfig())
 
-        self.embed = PartEmbedding(cfg)
+        self.embed = PartEmbedding(cfg, ops)
 
         # Stochastic depth rises linearly over the backbone's residual blocks: early features are kept more often.
         n_blocks = cfg.local_layers + cfg.conv_layers + cfg.global_layers
@@ -61,17 +61,17 @@ class SignModel(nn.Module):
         block_args = dict(rope_base=cfg.rope_base, dropout=cfg.dropout, residual_init=cfg.residual_init,
                           eps=cfg.norm_eps)
         self.local_blocks = nn.ModuleList(
-            TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_hidden, window=cfg.local_window, drop_path=next(rates),
+            TransformerBlock(ops, cfg.dim, cfg.heads, cfg.mlp_hidden, window=cfg.local_window, drop_path=next(rates),
                              **block_args)
             for _ in range(cfg.local_layers)
         )
         self.conv_blocks = nn.ModuleList(
-            TemporalConvBlock(cfg.dim, cfg.conv_kernel, dropout=cfg.dropout, drop_path=next(rates),
+            TemporalConvBlock(ops, cfg.dim, cfg.conv_kernel, dropout=cfg.dropout, drop_path=next(rates),
                               residual_init=cfg.residual_init, eps=cfg.norm_eps)
             for _ in range(cfg.conv_layers)
         )
         self.global_blocks = nn.ModuleList(
-            TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_hidden, window=None, drop_path=next(rates), **block_args)
+            TransformerBlock(ops, cfg.dim, cfg.heads, cfg.mlp_hidden, window=None, drop_path=next(rates), **block_args)
             for _ in range(cfg.global_layers)
         )
         self.stages = [name for name, n in (("local", cfg.local_layers), ("conv", cfg.conv_layers),
@@ -79,14 +79,14 @@ class SignModel(nn.Module):
 
         # Levels: the output of every stage. The last is pooled at several scales; earlier ones by mean and max.
         n_earlier = len(self.stages) - 1
-        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.level_norms = nn.ModuleList(RMSNorm(cfg.dim, cfg.norm_eps) for _ in range(n_earlier))
+        self.norm = RMSNorm(ops, cfg.dim, cfg.norm_eps)
+        self.level_norms = nn.ModuleList(RMSNorm(ops, cfg.dim, cfg.norm_eps) for _ in range(n_earlier))
         self.pool = MultiScalePooling(cfg.dim, cfg.pooling, cfg.pool_scales, cfg.pool_queries)
         head_in = self.pool.out_dim + (n_earlier * 2 * cfg.dim if cfg.multi_level else 0)
-        self.head = ClassifierHead(head_in, cfg.classifier_hidden, cfg.num_classes, cfg.dropout, cfg.norm_eps)
+        self.head = ClassifierHead(ops, head_in, cfg.classifier_hidden, cfg.num_classes, cfg.dropout, cfg.norm_eps)
         n_aux = n_earlier if cfg.aux_heads else 0
         self.aux_heads = nn.ModuleList(
-            AuxHead(2 * cfg.dim, cfg.num_classes, cfg.dropout, cfg.norm_eps) for _ in range(n_aux)
+            AuxHead(ops, 2 * cfg.dim, cfg.num_classes, cfg.dropout, cfg.norm_eps) for _ in range(n_aux)
         )
         self.reset_parameters()
 
@@ -97,27 +97,23 @@ class SignModel(nn.Module):
         nn.init.normal_(self.embed.absent, std=0.02)
 
     # --- kernels ---
-    def ops(self, device: torch.device) -> Ops:
-        """The ops this model uses on `device` (KernelConfig resolved there: P100/CPU fall back to PyTorch)."""
-        key = str(device)
-        if key not in self._ops:
-            self._ops[key] = bind_ops(self.kernels, torch.device(device))
-        return self._ops[key]
+    @property
+    def kernels(self) -> KernelConfig:
+        """The KernelConfig every kernel call of this model follows."""
+        return self.ops.config
 
-    def __getstate__(self) -> dict:
-        # Bound ops are closures of the registry: rebuilt on first use, never pickled or deep-copied (EMA copies).
-        state = self.__dict__.copy()
-        state["_ops"] = {}
-        return state
+    @property
+    def _ops(self) -> dict[torch.device, Ops]:
+        # The ops bound so far, per device (empty in a copy or an unpickled model: rebound on first use).
+        return self.ops.bound
 
     def set_kernels(self, kernels: KernelConfig) -> None:
         """Switch backends; parameters are unchanged (every backend computes the same math)."""
-        self.kernels = kernels
-        self._ops.clear()
+        self.ops.use(kernels)
 
     def kernel_report(self) -> dict[str, str]:
         """{op: backend actually used} on the device the parameters live on."""
-        return dict(self.ops(next(self.parameters()).device).backends)
+        return dict(self.ops.on(next(self.parameters()).device).backends)
 
     # --- forward ---
     def _check_inputs(self, x: torch.Tensor, mask: torch.Tensor, length: torch.Tensor | None) -> None:
@@ -137,50 +133,48 @@ class SignModel(nn.Module):
         """
         self._check_inputs(x, mask, length)
         B, T = x.shape[:2]
-        ops = self.ops(x.device)
         mask = mask.to(x.dtype)
         lengths = lengths_from_mask(mask) if length is None else length.to(x.device, torch.int32).clamp(0, T)
         valid = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T) frame t < length
 
-        h = self.embed(x, mask, ops)  # (B, T, D)
+        h = self.embed(x, mask)  # (B, T, D)
         levels = []
         if len(self.local_blocks):
-            h = self._transformer_stage(self.local_blocks, h, ops, lengths)
+            h = self._transformer_stage(self.local_blocks, h, lengths)
             levels.append(h)
         if len(self.conv_blocks):
             for block in self.conv_blocks:
-                h = block(h, ops, valid)
+                h = block(h, valid)
             levels.append(h)
         if len(self.global_blocks):
-            h = self._transformer_stage(self.global_blocks, h, ops, lengths)
+            h = self._transformer_stage(self.global_blocks, h, lengths)
             levels.append(h)
 
-        final = self.norm(levels[-1], ops)  # (B, T, D)
+        final = self.norm(levels[-1])  # (B, T, D)
         earlier = []
         for norm, level in zip(self.level_norms, levels[:-1], strict=True):
-            mean, mx = masked_mean_max(norm(level, ops), valid)  # (B, D) each
+            mean, mx = masked_mean_max(norm(level), valid)  # (B, D) each
             earlier.append(torch.cat([mean, mx], dim=-1))  # (B, 2D)
         feats = self.pool(final, valid, lengths)  # (B, pool.out_dim)
         if self.config.multi_level and earlier:
             feats = torch.cat([feats, *earlier], dim=-1)  # (B, head_in)
-        logits = self.head(feats, ops)
-        aux_logits = [head(f, ops) for head, f in zip(self.aux_heads, earlier, strict=False)]
+        logits = self.head(feats)
+        aux_logits = [head(f) for head, f in zip(self.aux_heads, earlier, strict=False)]
         return ModelOutput(logits, aux_logits)
 
-    def _transformer_stage(self, blocks: nn.ModuleList, h: torch.Tensor, ops: Ops,
-                           lengths: torch.Tensor) -> torch.Tensor:
+    def _transformer_stage(self, blocks: nn.ModuleList, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         p = self.config.layerdrop
         for block in blocks:
             if not (self.training and p > 0):
-                h = block(h, ops, lengths)
+                h = block(h, lengths)
             elif torch.compiler.is_compiling():
                 # Same distribution without a data-dependent branch, so the compiled graph has no break (the
                 # block is computed and its output discarded: compiled training trades LayerDrop's saving away).
                 keep = torch.rand((), device=h.device) >= p
-                h = torch.where(keep, block(h, ops, lengths), h)
+                h = torch.where(keep, block(h, lengths), h)
             elif float(torch.rand(())) >= p:
                 # LayerDrop: the whole block is skipped with probability p, one draw per batch (seeded by torch).
-                h = block(h, ops, lengths)
+                h = block(h, lengths)
         return h
 
     def num_parameters(self) -> int:

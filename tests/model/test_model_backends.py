@@ -94,3 +94,19 @@ def test_set_kernels_switches_backend_and_keeps_the_output():
     model.set_kernels(KernelConfig.parse("native"))
     assert set(model.kernel_report().values()) == {"native"}
     torch.testing.assert_close(model(batch["x"], batch["mask"], batch["length"]).logits, ref, **LOGIT_TOL)
+
+
+def test_ops_are_bound_once_per_device_and_follow_the_model():
+    # Every module that calls a kernel shares the model's one KernelOps; moving the model binds the new device's ops
+    # on first use there (the meta device stands in for a second device on a CPU-only machine).
+    model = SignModel(tiny_config(), kernels=KernelConfig.parse("attention=torch")).eval()
+    holders = [m for m in model.modules() if hasattr(m, "ops")]
+    assert len(holders) > 10 and all(m.ops is model.ops for m in holders)
+    batch = make_batch(B=2, T=6)
+    model(batch["x"], batch["mask"], batch["length"])
+    assert list(model._ops) == [torch.device("cpu")]
+    model.to("meta")
+    out = model(*(batch[k].to("meta") for k in ("x", "mask", "length")))
+    assert out.logits.device.type == "meta" and tuple(out.logits.shape) == (2, 7)
+    assert list(model._ops) == [torch.device("cpu"), torch.device("meta")]
+    assert model.kernel_report()["attention"] == "torch"
