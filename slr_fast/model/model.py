@@ -8,8 +8,9 @@
       -> MultiScalePooling of the final level (+ mean/max of earlier levels)    -> main classifier -> logits
       -> mean/max of each earlier level                                         -> auxiliary classifiers
 
-Every attention / RMSNorm / SwiGLU goes through the ops bound from the model's KernelConfig (ops.py), chosen per
-device inside the model, so the same parameters run on the PyTorch, native or Triton backends.
+Every attention / RMSNorm / SwiGLU goes through the model's one KernelOps (layers.py), bound from its KernelConfig
+per device inside the model, so the same parameters run on the PyTorch, native or Triton backends. The blocks
+come from layers.py and the pooling from pooling.py; this file holds the rest, in the order the data flows.
 """
 
 from __future__ import annotations
@@ -21,13 +22,126 @@ from torch import nn
 
 from kernels.registry import KernelConfig
 from slr_fast.model.config import ModelConfig
-from slr_fast.model.embedding import PartEmbedding
-from slr_fast.model.heads import AuxHead, ClassifierHead
-from slr_fast.model.layers import RMSNorm, init_linear, masked_mean_max
-from slr_fast.model.ops import KernelOps, Ops
-from slr_fast.model.pooling import MultiScalePooling
-from slr_fast.model.temporal_conv import TemporalConvBlock
-from slr_fast.model.transformer import TransformerBlock
+from slr_fast.model.layers import KernelOps, Ops, RMSNorm, TemporalConvBlock, TransformerBlock, init_linear
+from slr_fast.model.pooling import MultiScalePooling, masked_mean_max
+
+
+def frame_motion(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x[t] - x[t-1] per point where it is seen in both frames, else 0; zero at t = 0. (B, T, P, C) -> same."""
+    both = (mask[:, 1:] * mask[:, :-1]).unsqueeze(-1)  # (B, T-1, P, 1)
+    diff = (x[:, 1:] - x[:, :-1]) * both  # (B, T-1, P, C)
+    # Motion looks only backwards, so a frame's features never depend on frames after it (padding stays inert).
+    return torch.cat([torch.zeros_like(x[:, :1]), diff], dim=1)  # (B, T, P, C)
+
+
+class PartEncoder(nn.Module):
+    """One part's points of one frame -> a part token: Linear -> SiLU -> Linear."""
+
+    def __init__(self, in_features: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.act = nn.SiLU()
+        self.fc2 = nn.Linear(hidden, out_dim)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(feats)))
+
+
+class PartEmbedding(nn.Module):
+    """(B, T, P, C) keypoints + (B, T, P) presence -> (B, T, dim) frame vectors: each body part (from the store's
+    layout) embedded by its own network, then cross-modal attention among the part tokens of a frame, then fused.
+
+    Inputs of a part with n points, per frame: its coordinates (n x C, zeroed where undetected), its presence mask
+    (n) and, optionally, its frame-to-frame motion (n x C, zero unless the point is seen in both frames). A part
+    that is wholly undetected in a frame (a hand out of view) gets a learned "absent" token instead of the network's
+    output for all-zero input, so "no left hand" is a distinct, learnable signal.
+
+    Cross-modal attention: the part tokens of one frame form a sequence of len(parts) tokens that goes through the
+    same TransformerBlock as the backbone, so it runs on the registry's `attention` op like every other attention of
+    the model. That op always applies RoPE; here the positions are the part indices, so RoPE acts as a fixed
+    relative code of which two parts interact, next to the learned part-type embeddings. We chose this over a plain
+    SDPA outside the registry so that a KernelConfig switch changes every attention of the model at once.
+    """
+
+    def __init__(self, cfg: ModelConfig, ops: KernelOps):
+        super().__init__()
+        self.part_names = cfg.part_names
+        self.part_sizes = cfg.part_sizes
+        self.use_motion = cfg.use_motion
+        per_point = cfg.channels * (2 if cfg.use_motion else 1) + 1  # coords (+ motion) + presence
+        self.encoders = nn.ModuleDict(
+            {name: PartEncoder(n * per_point, cfg.part_hidden, cfg.part_dim)
+             for name, n in zip(cfg.part_names, cfg.part_sizes, strict=True)}
+        )
+        num_parts = len(cfg.part_names)
+        self.part_type = nn.Parameter(torch.zeros(num_parts, cfg.part_dim))  # which part a token is
+        self.absent = nn.Parameter(torch.zeros(num_parts, cfg.part_dim))  # the token of an undetected part
+        self.cross = nn.ModuleList(
+            TransformerBlock(ops, cfg.part_dim, cfg.cross_heads, 2 * cfg.part_dim, rope_base=cfg.rope_base,
+                             dropout=cfg.dropout, residual_init=cfg.residual_init, eps=cfg.norm_eps)
+            for _ in range(cfg.cross_layers)
+        )
+        self.fuse_norm = RMSNorm(ops, num_parts * cfg.part_dim, cfg.norm_eps)
+        self.fuse = nn.Linear(num_parts * cfg.part_dim, cfg.dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, P, C = x.shape
+        x = x * mask.unsqueeze(-1)  # undetected points carry no coordinates, whatever the loader filled in
+        motion = frame_motion(x, mask) if self.use_motion else None
+        tokens, start = [], 0
+        for i, (name, n) in enumerate(zip(self.part_names, self.part_sizes, strict=True)):
+            sl = slice(start, start + n)
+            start += n
+            feats = [x[:, :, sl].reshape(B, T, n * C), mask[:, :, sl]]  # (B, T, n*C), (B, T, n)
+            if motion is not None:
+                feats.append(motion[:, :, sl].reshape(B, T, n * C))  # (B, T, n*C)
+            tok = self.encoders[name](torch.cat(feats, dim=-1))  # (B, T, part_dim)
+            present = mask[:, :, sl].amax(dim=-1, keepdim=True)  # (B, T, 1): any point of the part seen
+            tok = present * tok + (1.0 - present) * self.absent[i]
+            tokens.append(tok + self.part_type[i])
+        tok = torch.stack(tokens, dim=2)  # (B, T, parts, part_dim)
+        if len(self.cross):
+            parts, pd = tok.shape[2], tok.shape[3]
+            seq = tok.reshape(B * T, parts, pd)  # (B*T, parts, part_dim): each frame's parts attend to each other
+            for block in self.cross:
+                seq = block(seq)
+            tok = seq.view(B, T, parts, pd)  # (B, T, parts, part_dim)
+        frame = tok.flatten(2)  # (B, T, parts*part_dim)
+        return self.dropout(self.fuse(self.fuse_norm(frame)))  # (B, T, dim)
+
+
+class AuxHead(nn.Module):
+    """Pooled features of one intermediate level (B, F) -> logits (B, K): RMSNorm -> dropout -> Linear.
+
+    Deep supervision: a classifier on an intermediate level, whose loss pushes earlier stages to be discriminative
+    by themselves.
+    """
+
+    def __init__(self, ops: KernelOps, in_dim: int, num_classes: int, dropout: float = 0.0, eps: float = 1e-6):
+        super().__init__()
+        self.norm = RMSNorm(ops, in_dim, eps)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_dim, num_classes)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.norm(feats)))
+
+
+class ClassifierHead(nn.Module):
+    """Concatenated multi-level features (B, F) -> logits (B, K): RMSNorm -> Linear -> SiLU -> dropout -> Linear."""
+
+    def __init__(self, ops: KernelOps, in_dim: int, hidden: int, num_classes: int, dropout: float = 0.0,
+                 eps: float = 1e-6):
+        super().__init__()
+        self.norm = RMSNorm(ops, in_dim, eps)
+        self.fc1 = nn.Linear(in_dim, hidden)
+        self.act = nn.SiLU()
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(self.act(self.fc1(self.norm(feats)))))
 
 
 class ModelOutput(NamedTuple):

@@ -1,6 +1,6 @@
 """MultiScalePooling: a sequence of frame vectors -> one vector, from several views of the valid frames.
 
-- avg / max: mean and max over the valid frames.
+- avg / max: mean and max over the valid frames (masked_mean_max, also the model's view of earlier levels).
 - adaptive: the valid frames cut into s equal segments for each scale s (default 1, 2, 4, 8), each segment
   averaged, all concatenated (1+2+4+8 = 15 vectors): where in the sign something happens.
 - attention: learned queries score every frame, a softmax over the valid frames picks the important ones.
@@ -15,7 +15,17 @@ import math
 import torch
 from torch import nn
 
-from slr_fast.model.layers import masked_mean_max
+
+def masked_mean_max(h: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and max of h (B, T, D) over the valid frames (B, T) bool; both zeros for a sequence of no frames."""
+    w = valid.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
+    count = w.sum(1).clamp_min(1.0)  # (B, 1)
+    mean = (h * w).sum(1) / count  # (B, D)
+    # The dtype's lowest value, not -inf, so an empty sequence gives finite values (then 0) and finite gradients.
+    lowest = torch.finfo(h.dtype).min
+    mx = h.masked_fill(~valid.unsqueeze(-1), lowest).amax(1)  # (B, D)
+    mx = torch.where(valid.any(1, keepdim=True), mx, torch.zeros_like(mx))
+    return mean, mx
 
 
 def segment_weights(lengths: torch.Tensor, T: int, scales: tuple[int, ...]) -> torch.Tensor:

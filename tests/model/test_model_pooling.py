@@ -6,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slr_fast.model.layers import masked_mean_max
-from slr_fast.model.pooling import AttentionPooling, MultiScalePooling, segment_weights
+from slr_fast.model.pooling import AttentionPooling, MultiScalePooling, masked_mean_max, segment_weights
 
 
 @pytest.mark.parametrize("length", [1, 3, 8, 13, 37])
