@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from kernels import reference
-from kernels.reference import _alpha_like, _check_attention, _check_hidden, attention_mask
+from kernels.reference import _alpha_like, _check_attention, _check_hidden, _check_rope_attention, attention_mask
 
-__all__ = ["attention", "residual_rmsnorm", "rmsnorm", "rope", "swiglu", "swiglu_packed"]
+__all__ = ["attention", "masked_attention", "residual_rmsnorm", "rmsnorm", "rope", "swiglu", "swiglu_packed"]
 
 
 def rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -53,6 +53,28 @@ def swiglu_packed(ab: torch.Tensor) -> torch.Tensor:
 rope = reference.rope
 
 
+def masked_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    window: int | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` with a boolean padding/window mask (the attention below, without RoPE)."""
+    _check_attention("masked_attention", q, k, v, lengths, window)
+    B, _, T, D = q.shape
+    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    if lengths is None and window is None:
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+    pair, rows = attention_mask(B, T, lengths, window, q.device)  # (B, 1, T, T), (B, 1, T, 1)
+    # SDPA turns a row with no visible key into NaN. With window >= 0 every valid query sees itself, so only
+    # padded query rows are fully masked: let them see every key, then zero them (gradients are zeroed too).
+    pair = pair | ~rows
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=pair, scale=scale)
+    return out * rows.to(out.dtype)
+
+
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -64,15 +86,6 @@ def attention(
     scale: float | None = None,
 ) -> torch.Tensor:
     """Reference RoPE, then ``F.scaled_dot_product_attention`` with a boolean padding/window mask."""
-    _check_attention(q, k, v, lengths, window, offsets)
-    B, _, T, D = q.shape
-    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    _check_rope_attention(q, k, v, lengths, window, offsets)
     qr, kr = reference.rope(q, k, offsets, base)
-    if lengths is None and window is None:
-        return F.scaled_dot_product_attention(qr, kr, v, scale=scale)
-    pair, rows = attention_mask(B, T, lengths, window, q.device)  # (B, 1, T, T), (B, 1, T, 1)
-    # SDPA turns a row with no visible key into NaN. With window >= 0 every valid query sees itself, so only
-    # padded query rows are fully masked: let them see every key, then zero them (gradients are zeroed too).
-    pair = pair | ~rows
-    out = F.scaled_dot_product_attention(qr, kr, v, attn_mask=pair, scale=scale)
-    return out * rows.to(out.dtype)
+    return masked_attention(qr, kr, v, lengths, window, scale)

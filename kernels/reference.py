@@ -12,7 +12,8 @@ Ops and their math (H = hidden size, D = head dim, all reductions over the last 
                          θ[b, t, i] = (offsets[b] + t) · base^(−2i/D) for i < D/2, repeated for the second half
 - ``rope_attention``:    RoPE on q, k, then bidirectional softmax(q·kᵀ·scale)·v with key padding (j ≥ lengths[b]
                          masked) and an optional local window |i − j| ≤ w; query rows i ≥ lengths[b] and rows with
-                         no visible key give zeros (never NaN).
+                         no visible key give zeros (never NaN). ``masked_attention`` is the same without RoPE: what
+                         follows a separate RoPE when KernelConfig.rope picks another backend than the attention.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "attention_mask",
+    "masked_attention",
     "residual_rmsnorm",
     "rmsnorm",
     "rope",
@@ -172,14 +174,47 @@ def attention_mask(
     return pair, valid[:, None, :, None]
 
 
-def _check_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths, window, offsets) -> None:
-    _check_qk("rope_attention", q, k)
-    if v.shape != q.shape:
-        raise ValueError(f"rope_attention: v shape {tuple(v.shape)} must equal q shape {tuple(q.shape)}")
-    _check_per_batch("rope_attention", "lengths", lengths, q.shape[0])
-    _check_per_batch("rope_attention", "offsets", offsets, q.shape[0])
+def _check_attention(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths, window) -> None:
+    if q.dim() != 4:
+        raise ValueError(f"{name}: q must be (B, H, T, D), got shape {tuple(q.shape)}")
+    for what, t in (("k", k), ("v", v)):
+        if t.shape != q.shape:
+            raise ValueError(f"{name}: {what} shape {tuple(t.shape)} must equal q shape {tuple(q.shape)}")
+    _check_per_batch(name, "lengths", lengths, q.shape[0])
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
-        raise ValueError(f"rope_attention: window must be None or an int >= 0, got {window!r}")
+        raise ValueError(f"{name}: window must be None or an int >= 0, got {window!r}")
+
+
+def _check_rope_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths, window, offsets) -> None:
+    _check_qk("rope_attention", q, k)
+    _check_per_batch("rope_attention", "offsets", offsets, q.shape[0])
+    _check_attention("rope_attention", q, k, v, lengths, window)
+
+
+def masked_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    window: int | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """rope_attention without its RoPE: bidirectional softmax(q·kᵀ·scale)·v with key padding and a local window."""
+    _check_attention("masked_attention", q, k, v, lengths, window)
+    B, _, T, D = q.shape
+    cd = _compute_dtype(q, k, v)
+    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    s = (q.to(cd) @ k.to(cd).transpose(-1, -2)) * scale  # (B, H, T, T)
+    pair, _ = attention_mask(B, T, lengths, window, q.device)
+    s = s.masked_fill(~pair, float("-inf"))
+    # Softmax is shift-invariant, so the row max carries no gradient; rows with no visible key get max 0, p 0.
+    m = s.amax(dim=-1, keepdim=True).detach()
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    p = torch.exp(s - m)  # exp(-inf) = 0 on masked pairs
+    denom = p.sum(dim=-1, keepdim=True)
+    # A fully masked row has p = 0 and denom = 0: dividing by 1 there gives 0 output and finite gradients.
+    out = (p @ v.to(cd)) / torch.where(denom > 0, denom, torch.ones_like(denom))
+    return out.to(q.dtype)
 
 
 def rope_attention(
@@ -193,19 +228,7 @@ def rope_attention(
     scale: float | None = None,
 ) -> torch.Tensor:
     """Bidirectional RoPE attention on (B, H, T, D) with key padding and a local window, fp32 math, zeros if masked."""
-    _check_attention(q, k, v, lengths, window, offsets)
-    B, _, T, D = q.shape
+    _check_rope_attention(q, k, v, lengths, window, offsets)
     cd = _compute_dtype(q, k, v)
-    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
-    qr, kr = rope(q.to(cd), k.to(cd), offsets, base)
-    s = (qr @ kr.transpose(-1, -2)) * scale  # (B, H, T, T)
-    pair, _ = attention_mask(B, T, lengths, window, q.device)
-    s = s.masked_fill(~pair, float("-inf"))
-    # Softmax is shift-invariant, so the row max carries no gradient; rows with no visible key get max 0, p 0.
-    m = s.amax(dim=-1, keepdim=True).detach()
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    p = torch.exp(s - m)  # exp(-inf) = 0 on masked pairs
-    denom = p.sum(dim=-1, keepdim=True)
-    # A fully masked row has p = 0 and denom = 0: dividing by 1 there gives 0 output and finite gradients.
-    out = (p @ v.to(cd)) / torch.where(denom > 0, denom, torch.ones_like(denom))
-    return out.to(q.dtype)
+    qr, kr = rope(q.to(cd), k.to(cd), offsets, base)  # rotated in fp32, never rounded to the input dtype
+    return masked_attention(qr, kr, v.to(cd), lengths, window, scale).to(q.dtype)

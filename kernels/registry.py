@@ -13,7 +13,11 @@ Backends (every one has the same signature and no parameters of its own, so a st
   program). Under torch.compile the native ops are fused further by inductor.
 
 ``KernelConfig`` picks a backend per op family; ``residual_rmsnorm`` follows the ``rmsnorm`` field and
-``swiglu_packed`` the ``swiglu`` field. Its string form (``"attention=triton,rmsnorm=torch"``) is what the CLI takes.
+``swiglu_packed`` the ``swiglu`` field. The ``rope`` field chooses the RoPE of the attention op: ``auto`` is the
+attention backend's own (fused into the Triton kernel; the reference's for torch and native); another backend runs
+RoPE first and then the attention without it (``attention=native,rope=triton``: Triton RoPE, then SDPA). Triton's
+kernel takes no other RoPE, so ``attention=triton`` with ``rope`` torch or native is refused. Its string form
+(``"attention=triton,rmsnorm=torch"``) is what the CLI takes.
 """
 
 from __future__ import annotations
@@ -112,8 +116,8 @@ class KernelConfig:
 
     rmsnorm: str = "auto"  # also chooses residual_rmsnorm
     swiglu: str = "auto"  # also chooses swiglu_packed
-    rope: str = "auto"
-    attention: str = "auto"  # fused RoPE attention; its RoPE does not go through the `rope` field
+    rope: str = "auto"  # the RoPE before attention: "auto" = the attention backend's own; see _check_rope
+    attention: str = "auto"  # RoPE attention: triton fuses RoPE into its kernel, torch and native run it first
 
     def __post_init__(self) -> None:
         for field in FIELDS:
@@ -154,22 +158,69 @@ class KernelConfig:
         return dataclasses.asdict(self)
 
     def resolve(self, device: torch.device | str) -> KernelConfig:
-        """Concrete backends for `device`: "auto" becomes triton/native; "triton" where it cannot run raises."""
+        """Concrete backends for `device`: "auto" becomes triton/native (for `rope`: the attention's own RoPE);
+        "triton" where it cannot run, or a RoPE the attention kernel cannot take, raises KernelUnavailableError."""
         device = torch.device(device)
         values = {}
         for field in FIELDS:
             backend = getattr(self, field)
-            if backend == "auto":
+            if backend == "auto" and field != "rope":
                 backend = _auto_backend(device)
             elif backend == "triton":
                 _require_triton(field, device)
             values[field] = backend
+        if values["rope"] == "auto":
+            values["rope"] = values["attention"]
+        _check_rope(values["rope"], values["attention"])
         return KernelConfig(**values)
 
     def op(self, name: str) -> Callable:
-        """The callable for op `name` under this config (see :func:`get_op`)."""
+        """The callable for op `name` under this config (see :func:`get_op`); for "attention" with a `rope` other
+        than the attention's own, that RoPE then the attention backend's attention without RoPE."""
         _check_name("op", name, OPS)
-        return get_op(name, getattr(self, OPS[name]))
+        backend = getattr(self, OPS[name])
+        if name != "attention" or self.rope in ("auto", backend):
+            return get_op(name, backend)
+        _check_rope(self.rope, backend)
+        if backend != "auto":
+            return _rope_then_attention(self.rope, backend)
+
+        @functools.wraps(get_op(name, "torch"))
+        def per_device(q: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+            # Whether the attention fuses RoPE depends on the device "auto" resolves to: decide per call.
+            return self.resolve(q.device).op(name)(q, *args, **kwargs)
+
+        return per_device
+
+
+def _check_rope(rope: str, attention: str) -> None:
+    """The rope field's one rule: Triton's attention kernel applies RoPE itself, so no other RoPE can go with it."""
+    if attention == "triton" and rope not in ("auto", "triton"):
+        raise KernelUnavailableError(
+            f"kernel op 'rope': backend {rope!r} cannot run inside attention backend 'triton', whose kernel applies "
+            f"RoPE itself; with it use rope 'auto' or 'triton', or pick attention 'native' or 'torch' to run RoPE "
+            f"on its own"
+        )
+
+
+@functools.cache
+def _rope_then_attention(rope: str, attention: str) -> Callable:
+    """The attention op as RoPE by the `rope` backend, then the `attention` backend's (torch or native) attention
+    without RoPE. With rope "torch" or "native" this computes what the attention backend does itself."""
+    from kernels import _native, reference
+
+    apply_rope = get_op("rope", rope)
+    attend = (reference if attention == "torch" else _native).masked_attention
+
+    def attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor | None = None,
+                     window: int | None = None, offsets: torch.Tensor | None = None, base: float = 10000.0,
+                     scale: float | None = None) -> torch.Tensor:
+        q, k = apply_rope(q, k, offsets, base)
+        return attend(q, k, v, lengths, window, scale)
+
+    attention_op.__name__ = f"attention_rope_{rope}_then_{attention}"
+    attention_op.__doc__ = f"RoPE by the {rope!r} backend, then {attention!r} attention (padding/window masks)."
+    return attention_op
 
 
 def _require_triton(op: str, device: torch.device) -> None:

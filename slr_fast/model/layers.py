@@ -35,7 +35,7 @@ def bind_ops(kernels: KernelConfig, device: torch.device) -> Ops:
     """Resolve `kernels` for `device` ("auto" -> triton on CUDA sm >= 7.0, else native) and fetch each op."""
     resolved = kernels.resolve(device)
     backends = {op: getattr(resolved, OPS[op]) for op in MODEL_OPS}
-    # The attention op applies RoPE itself; report the rope backend it was configured with too.
+    # The RoPE inside the attention op: the attention backend's own unless KernelConfig.rope runs another first.
     backends["rope"] = resolved.rope
     return Ops(**{op: resolved.op(op) for op in MODEL_OPS}, backends=backends)
 

@@ -148,6 +148,51 @@ def test_config_op_follows_the_family_field() -> None:
     assert get_op("attention", "torch") is R.rope_attention
 
 
+# ------------------------------------------------------------------------------------------ the rope field
+
+
+def test_rope_auto_is_the_attention_backends_own(no_interpreter) -> None:
+    assert KernelConfig(attention="torch").resolve("cpu").rope == "torch"
+    assert KernelConfig().resolve("cpu").rope == "native"
+    assert KernelConfig(attention="torch").op("attention") is R.rope_attention  # no separate RoPE
+
+
+def test_triton_attention_takes_no_other_rope(monkeypatch: pytest.MonkeyPatch, no_interpreter) -> None:
+    # Triton's kernel rotates q and k itself: a torch or native RoPE cannot go with it, so asking for one is refused
+    # (explicitly, or when "auto" attention resolves to triton) instead of being silently ignored.
+    with pytest.raises(KernelUnavailableError, match=r"'rope'.*'native'.*applies RoPE itself.*attention 'native'"):
+        KernelConfig(attention="triton", rope="native").op("attention")
+    _fake_cuda(monkeypatch, (8, 0))
+    assert KernelConfig().resolve("cuda").rope == "triton"
+    assert KernelConfig(rope="triton").resolve("cuda") == KernelConfig("triton", "triton", "triton", "triton")
+    with pytest.raises(KernelUnavailableError, match=r"'rope': backend 'torch' cannot run inside attention"):
+        KernelConfig(rope="torch").resolve("cuda")
+
+
+@pytest.mark.parametrize("attention", ["torch", "native"])
+def test_separate_rope_then_attention_matches_the_fused_op(attention: str) -> None:
+    args, kwargs = _inputs("attention", torch.float32)
+    grads = [torch.randn_like(args[0])]
+    want, want_g = forward_backward(lambda *a: R.rope_attention(*a, **kwargs), args, grads)
+    # torch and native RoPE are the reference's own: the same fp32 arithmetic as the attention's own RoPE.
+    for rope in ("torch", "native"):
+        op = KernelConfig(attention=attention, rope=rope).op("attention")
+        got, got_g = forward_backward(lambda *a, op=op: op(*a, **kwargs), args, grads)
+        for g, w in zip(got + got_g, want + want_g, strict=True):
+            assert_close(g, w, "attention", torch.float32, f"rope={rope} then {attention}")
+    pytest.importorskip("triton", reason="the Triton backend needs triton installed")
+    if not reg.triton_status("cpu")[0]:
+        pytest.skip("Triton RoPE cannot run on the CPU here")
+    op = KernelConfig(attention=attention, rope="triton").op("attention")
+    assert "rope_triton" in op.__name__
+    got, got_g = forward_backward(lambda *a: op(*a, **kwargs), args, grads)
+    for g, w in zip(got + got_g, want + want_g, strict=True):
+        assert_close(g, w, "attention", torch.float32, f"rope=triton then {attention}")
+    # An unresolved "auto" attention with a RoPE of its own decides per call (here: native attention on a CPU).
+    got, _ = forward_backward(lambda *a: KernelConfig(rope="triton").op("attention")(*a, **kwargs), args, grads)
+    assert_close(got[0], want[0], "attention", torch.float32, "rope=triton, attention=auto on cpu")
+
+
 # -------------------------------------------------------------------------------------- one signature everywhere
 
 

@@ -72,6 +72,20 @@ def test_triton_matches_torch_logits_and_all_gradients():
     assert_grads_close(grads, ref_grads, "triton vs torch")
 
 
+def test_separate_triton_rope_before_native_attention_matches_torch():
+    # KernelConfig.rope at work: Triton's RoPE kernel, then torch's SDPA without RoPE, for every attention.
+    ok, reason = triton_status("cpu" if not torch.cuda.is_available() else "cuda")
+    if not ok:
+        pytest.skip(f"Triton cannot run here: {reason}")
+    batch = make_batch(B=2, T=16, lengths=[16, 9])
+    _, ref, ref_grads = run("torch", batch)
+    model, out, grads = run("rmsnorm=native,swiglu=native,attention=native,rope=triton", batch)
+    report = model.kernel_report()
+    assert report["rope"] == "triton" and {b for op, b in report.items() if op != "rope"} == {"native"}
+    torch.testing.assert_close(out.logits, ref.logits, **LOGIT_TOL)
+    assert_grads_close(grads, ref_grads, "rope=triton, native vs torch")
+
+
 def test_deep_copy_and_pickle_rebind_the_ops():
     import copy
     import io
