@@ -9,6 +9,8 @@ Inputs may be any strided (B, H, T, D) views (e.g. q, k, v sliced out of one pac
 kernel takes explicit strides, so nothing is copied. Outputs are freshly allocated; inputs are never written.
 Accumulation is fp32 for fp16/bf16/fp32 inputs; fp32 dots use full precision unless torch allows TF32 matmuls.
 On a GPU the tiles are autotuned per (T, D, window); under the interpreter they are fixed at 16×16.
+Whether the device can run Triton is checked once per call by the registry (kernels.registry), the way the
+model and every other caller reach this op; importing rope_attention from here skips that check.
 """
 
 from __future__ import annotations
