@@ -11,9 +11,25 @@ import math
 import numba as nb
 import numpy as np
 
+from slr_fast.augment.ops import (
+    DETECTOR_NOISE,
+    DROPOUT,
+    MIRROR,
+    NOISE,
+    PART_DISTORT,
+    ROTATE,
+    SCALE,
+    SLOTS,
+    TEMPORAL_CROP,
+    TIME_WARP,
+)
 from slr_fast.augment.rng import normal, stream_key, uniform
 
 _DEG = math.pi / 180.0
+# Each op's parameter slots in `prm` (ops.SLOTS); reference.py reads the same names.
+_CROP, _WARP, _SPEED = SLOTS["temporal_crop"], SLOTS["time_warp"], SLOTS["speed_change"]
+_SCALE, _ROTATE, _DISTORT = SLOTS["scale"], SLOTS["rotate"], SLOTS["part_distort"]
+_NOISE, _DROPOUT, _DETECTOR = SLOTS["noise"], SLOTS["dropout"], SLOTS["detector_noise"]
 
 
 @nb.njit(cache=True, inline="always")
@@ -30,7 +46,7 @@ def interp_position(pos, L, s):
 @nb.njit(cache=True)
 def temporal_crop(pos, L, out, prm, k0):
     """out[:M] = a random window of pos[:L]; returns M."""
-    frac = prm[0] + uniform(k0, 1) * (1.0 - prm[0])
+    frac = prm[_CROP.min_frac] + uniform(k0, 1) * (1.0 - prm[_CROP.min_frac])
     M = min(max(1, int(math.floor(frac * L + 0.5))), L)
     start = min(int(math.floor(uniform(k0, 2) * (L - M + 1))), L - M)
     for j in range(M):
@@ -44,7 +60,7 @@ def time_warp(pos, L, out, prm, k0):
     if L < 2:
         out[0] = pos[0]
         return L
-    lo, hi = math.log(prm[0]), math.log(prm[1])
+    lo, hi = math.log(prm[_WARP.min_speed]), math.log(prm[_WARP.max_speed])
     speed = math.exp(lo + uniform(k0, 1) * (hi - lo))
     M = max(1, int(math.floor((L - 1) / speed + 0.5)) + 1)
     if M == 1:
@@ -63,11 +79,11 @@ def speed_change(pos, L, out, prm, k0):
         for j in range(L):
             out[j] = pos[j]
         return L
-    K = min(int(prm[1]), L - 1)
+    K = min(int(prm[_SPEED.knots]), L - 1)
     val = np.empty(K + 1)
     val[0] = 0.0
     for k in range(K):
-        val[k + 1] = val[k] + math.exp(prm[0] * (2.0 * uniform(k0, k + 1) - 1.0))
+        val[k + 1] = val[k] + math.exp(prm[_SPEED.strength] * (2.0 * uniform(k0, k + 1) - 1.0))
     total = val[K]
     for k in range(K + 1):
         val[k] = val[k] / total * (L - 1)
@@ -107,9 +123,9 @@ def _about(w, m, centre, mat):
 @nb.njit(cache=True)
 def scale(w, m, prm, k0, centre):
     """Random (an)isotropic scale about centre."""
-    lo, hi = math.log(prm[0]), math.log(prm[1])
+    lo, hi = math.log(prm[_SCALE.min_scale]), math.log(prm[_SCALE.max_scale])
     s = math.exp(lo + uniform(k0, 1) * (hi - lo))
-    r = math.exp(prm[2] * (2.0 * uniform(k0, 2) - 1.0))
+    r = math.exp(prm[_SCALE.aspect] * (2.0 * uniform(k0, 2) - 1.0))
     mat = np.zeros((3, 3))
     mat[0, 0], mat[1, 1], mat[2, 2] = s * r, s / r, s
     _about(w, m, centre, mat)
@@ -118,9 +134,9 @@ def scale(w, m, prm, k0, centre):
 @nb.njit(cache=True)
 def rotate(w, m, prm, k0, centre):
     """Random 3D rotation about centre, orthographic projection when there is no z."""
-    roll = (2.0 * uniform(k0, 1) - 1.0) * prm[0] * _DEG
-    yaw = (2.0 * uniform(k0, 2) - 1.0) * prm[1] * _DEG
-    pitch = (2.0 * uniform(k0, 3) - 1.0) * prm[2] * _DEG
+    roll = (2.0 * uniform(k0, 1) - 1.0) * prm[_ROTATE.roll_deg] * _DEG
+    yaw = (2.0 * uniform(k0, 2) - 1.0) * prm[_ROTATE.yaw_deg] * _DEG
+    pitch = (2.0 * uniform(k0, 3) - 1.0) * prm[_ROTATE.pitch_deg] * _DEG
     cr, sr, cy, sy = math.cos(roll), math.sin(roll), math.cos(yaw), math.sin(yaw)
     cp, sp = math.cos(pitch), math.sin(pitch)
     mat = np.empty((3, 3))
@@ -154,10 +170,10 @@ def part_distort(w, m, prm, k0, part_bounds):
     """Per-part random similarity transform about each part's centroid."""
     for k in range(part_bounds.shape[0] - 1):
         lo, hi = part_bounds[k], part_bounds[k + 1]
-        s = math.exp(prm[0] * (2.0 * uniform(k0, 1 + 4 * k) - 1.0))
-        th = (2.0 * uniform(k0, 2 + 4 * k) - 1.0) * prm[1] * _DEG
-        dx = (2.0 * uniform(k0, 3 + 4 * k) - 1.0) * prm[2]
-        dy = (2.0 * uniform(k0, 4 + 4 * k) - 1.0) * prm[2]
+        s = math.exp(prm[_DISTORT.scale] * (2.0 * uniform(k0, 1 + 4 * k) - 1.0))
+        th = (2.0 * uniform(k0, 2 + 4 * k) - 1.0) * prm[_DISTORT.rotate_deg] * _DEG
+        dx = (2.0 * uniform(k0, 3 + 4 * k) - 1.0) * prm[_DISTORT.shift]
+        dy = (2.0 * uniform(k0, 4 + 4 * k) - 1.0) * prm[_DISTORT.shift]
         cx, cy, cnt = 0.0, 0.0, 0
         for j in range(m):
             for p in range(lo, hi):
@@ -178,18 +194,18 @@ def part_distort(w, m, prm, k0, part_bounds):
 
 @nb.njit(cache=True)
 def noise(w, m, prm, k1):
-    """Gaussian noise of std prm[0] on every coordinate (NaN stays NaN); draw i is flat element i."""
+    """Gaussian noise of std `std` on every coordinate (NaN stays NaN); draw i is flat element i."""
     flat = w.reshape(w.size)  # (m, P, C) C-order: flat index (j * P + p) * C + c, as in the reference
-    std = prm[0]
+    std = prm[_NOISE.std]
     for i in range(m * w.shape[1] * w.shape[2]):
         flat[i] = np.float32(np.float64(flat[i]) + std * normal(k1, i))
 
 
 @nb.njit(cache=True)
 def dropout(w, m, prm, k1, k2, part_ids, nparts):
-    """Points missing with prob prm[0], whole parts of a frame with prob prm[1]."""
+    """Points missing with prob `rate`, whole parts of a frame with prob `part_rate`."""
     P, C = w.shape[1], w.shape[2]
-    rate, part_rate = prm[0], prm[1]
+    rate, part_rate = prm[_DROPOUT.rate], prm[_DROPOUT.part_rate]
     for j in range(m):
         for p in range(P):
             drop = uniform(k1, j * P + p) < rate
@@ -212,8 +228,9 @@ def _start_run(left, u_start, u_len, rate, max_len):
 def detector_noise(w, m, prm, seed, epoch, sid, opid, part_bounds, hand_parts, partner):
     """Correlated jitter, then hand-swap runs, then missed-hand bursts (see ops.DetectorNoise)."""
     P, C = w.shape[1], w.shape[2]
-    sigma, rho, miss_rate, miss_len = prm[0], prm[1], prm[2], int(prm[3])
-    swap_rate, swap_len = prm[4], int(prm[5])
+    sigma, rho = prm[_DETECTOR.jitter_std], prm[_DETECTOR.jitter_corr]
+    miss_rate, miss_len = prm[_DETECTOR.miss_rate], int(prm[_DETECTOR.miss_max_len])
+    swap_rate, swap_len = prm[_DETECTOR.swap_rate], int(prm[_DETECTOR.swap_max_len])
     k1 = stream_key(seed, epoch, sid, opid, 1)
     innov = math.sqrt(1.0 - rho * rho) * sigma
     e = np.zeros((P, C))
@@ -256,11 +273,11 @@ def detector_noise(w, m, prm, seed, epoch, sid, opid, part_bounds, hand_parts, p
 @nb.njit(cache=True)
 def apply_temporal(code, pos, L, out, prm, k0):
     """Dispatch a temporal op by code (ops.py): out[:M] from pos[:L]; returns M."""
-    if code == 0:
+    if code == TEMPORAL_CROP:
         return temporal_crop(pos, L, out, prm, k0)
-    if code == 1:
+    if code == TIME_WARP:
         return time_warp(pos, L, out, prm, k0)
-    return speed_change(pos, L, out, prm, k0)
+    return speed_change(pos, L, out, prm, k0)  # SPEED_CHANGE
 
 
 @nb.njit(cache=True)
@@ -268,18 +285,18 @@ def apply_spatial(code, w, m, prm, seed, epoch, sid, opid, centre, part_bounds, 
                   partner, tmp):
     """Dispatch a spatial op by code (ops.py) on w[:m] in place."""
     k0 = stream_key(seed, epoch, sid, opid, 0)
-    if code == 3:
+    if code == SCALE:
         scale(w, m, prm, k0, centre)
-    elif code == 4:
+    elif code == ROTATE:
         rotate(w, m, prm, k0, centre)
-    elif code == 5:
+    elif code == MIRROR:
         mirror(w, m, centre, mirror_idx, tmp)
-    elif code == 6:
+    elif code == PART_DISTORT:
         part_distort(w, m, prm, k0, part_bounds)
-    elif code == 7:
+    elif code == NOISE:
         noise(w, m, prm, stream_key(seed, epoch, sid, opid, 1))
-    elif code == 8:
+    elif code == DROPOUT:
         dropout(w, m, prm, stream_key(seed, epoch, sid, opid, 1), stream_key(seed, epoch, sid, opid, 2), part_ids,
                 part_bounds.shape[0] - 1)
-    elif code == 9:
+    elif code == DETECTOR_NOISE:
         detector_noise(w, m, prm, seed, epoch, sid, opid, part_bounds, hand_parts, partner)

@@ -4,15 +4,23 @@ An op's dataclass only describes it; the maths lives twice, compiled in `compile
 `slr_fast.engine`) and as a NumPy per-sample reference in `reference.py`. Temporal ops act on the frame time axis of
 the raw sequence (after hand-less frames are dropped, before normalization); spatial ops act on normalized
 coordinates, before resampling to T. Every parameter is validated here with a message naming the op and the value.
+
+Both implementations name what they read: an op by its code constant (TIME_WARP, ...), a parameter by its slot in
+the kernel's parameter row, `prm[SLOTS["time_warp"].min_speed]`; the slots follow the dataclass fields after `p`,
+the order `Op.params()` writes the row in.
 """
 
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from dataclasses import dataclass, fields
 
 TEMPORAL, SPATIAL = "temporal", "spatial"
 MAX_PARAMS = 8  # width of the float64 parameter row handed to the kernel (p + up to 7 op parameters)
+# Kernel dispatch codes (`Op.code`); temporal ops have the lowest. compiled.py dispatches on these names.
+TEMPORAL_CROP, TIME_WARP, SPEED_CHANGE = 0, 1, 2
+SCALE, ROTATE, MIRROR, PART_DISTORT, NOISE, DROPOUT, DETECTOR_NOISE = 3, 4, 5, 6, 7, 8, 9
 
 
 def _check(cond: bool, op: str, msg: str) -> None:
@@ -60,7 +68,7 @@ class TemporalCrop(Op):
     """Keep a random contiguous window of frac * n frames, frac ~ U(min_frac, 1), at a uniform random start."""
 
     min_frac: float = 0.8
-    name, code, stage = "temporal_crop", 0, TEMPORAL
+    name, code, stage = "temporal_crop", TEMPORAL_CROP, TEMPORAL
 
     def validate(self):
         _check(0.0 < self.min_frac <= 1.0, self.name, f"min_frac={self.min_frac} must lie in (0, 1]")
@@ -75,7 +83,7 @@ class TimeWarp(Op):
 
     min_speed: float = 0.7
     max_speed: float = 1.3
-    name, code, stage = "time_warp", 1, TEMPORAL
+    name, code, stage = "time_warp", TIME_WARP, TEMPORAL
 
     def validate(self):
         _check(0.1 <= self.min_speed <= self.max_speed <= 10.0, self.name,
@@ -95,7 +103,7 @@ class SpeedChange(Op):
 
     strength: float = 0.5
     knots: int = 4
-    name, code, stage = "speed_change", 2, TEMPORAL
+    name, code, stage = "speed_change", SPEED_CHANGE, TEMPORAL
 
     def validate(self):
         _check(0.0 <= self.strength <= 3.0, self.name, f"strength={self.strength} must lie in [0, 3]")
@@ -111,7 +119,7 @@ class Scale(Op):
     min_scale: float = 0.8
     max_scale: float = 1.2
     aspect: float = 0.1
-    name, code = "scale", 3
+    name, code = "scale", SCALE
 
     def validate(self):
         _check(0.0 < self.min_scale <= self.max_scale <= 100.0, self.name,
@@ -130,7 +138,7 @@ class Rotate(Op):
     roll_deg: float = 15.0
     yaw_deg: float = 25.0
     pitch_deg: float = 15.0
-    name, code = "rotate", 4
+    name, code = "rotate", ROTATE
 
     def validate(self):
         for f in ("roll_deg", "yaw_deg", "pitch_deg"):
@@ -142,7 +150,7 @@ class Rotate(Op):
 class Mirror(Op):
     """Left/right mirror: x -> 2 c_x - x and every point becomes its mirror (hands swap; lips, pose pairs swap)."""
 
-    name, code = "mirror", 5
+    name, code = "mirror", MIRROR
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,7 @@ class PartDistort(Op):
     scale: float = 0.1
     rotate_deg: float = 10.0
     shift: float = 0.05
-    name, code = "part_distort", 6
+    name, code = "part_distort", PART_DISTORT
 
     def validate(self):
         _check(0.0 <= self.scale <= 2.0, self.name, f"scale={self.scale} must lie in [0, 2]")
@@ -169,7 +177,7 @@ class Noise(Op):
     """Independent Gaussian noise of standard deviation `std` on every present coordinate (normalized units)."""
 
     std: float = 0.01
-    name, code = "noise", 7
+    name, code = "noise", NOISE
 
     def validate(self):
         _check(0.0 <= self.std <= 10.0, self.name, f"std={self.std} must lie in [0, 10]")
@@ -181,7 +189,7 @@ class Dropout(Op):
 
     rate: float = 0.05
     part_rate: float = 0.0
-    name, code = "dropout", 8
+    name, code = "dropout", DROPOUT
 
     def validate(self):
         _check(0.0 <= self.rate <= 1.0, self.name, f"rate={self.rate} must lie in [0, 1]")
@@ -204,7 +212,7 @@ class DetectorNoise(Op):
     miss_max_len: int = 6
     swap_rate: float = 0.01
     swap_max_len: int = 3
-    name, code = "detector_noise", 9
+    name, code = "detector_noise", DETECTOR_NOISE
 
     def validate(self):
         _check(0.0 <= self.jitter_std <= 10.0, self.name, f"jitter_std={self.jitter_std} must lie in [0, 10]")
@@ -221,3 +229,12 @@ OPS: dict[str, type[Op]] = {
     cls.name: cls
     for cls in (TemporalCrop, TimeWarp, SpeedChange, Scale, Rotate, Mirror, PartDistort, Noise, Dropout, DetectorNoise)
 }
+
+
+def _slots(cls: type[Op]) -> tuple:
+    names = [f.name for f in fields(cls) if f.name != "p"]
+    return namedtuple(f"{cls.__name__}Slots", names)(*range(len(names)))
+
+
+# op name -> its parameters' positions in the kernel's parameter row `prm` (the row after p): SLOTS["scale"].aspect.
+SLOTS: dict[str, tuple] = {name: _slots(cls) for name, cls in OPS.items()}

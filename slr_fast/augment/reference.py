@@ -13,7 +13,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from slr_fast.augment.ops import SLOTS
 from slr_fast.augment.rng import normal_np, uniform1_np, uniform_np
+
+# Each op's parameter slots in `prm` (ops.SLOTS), the names compiled.py reads.
+_CROP, _WARP, _SPEED = SLOTS["temporal_crop"], SLOTS["time_warp"], SLOTS["speed_change"]
+_SCALE, _ROTATE, _DISTORT = SLOTS["scale"], SLOTS["rotate"], SLOTS["part_distort"]
+_NOISE, _DROPOUT, _DETECTOR = SLOTS["noise"], SLOTS["dropout"], SLOTS["detector_noise"]
 
 
 def interp_positions(pos: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -28,7 +34,7 @@ def interp_positions(pos: np.ndarray, s: np.ndarray) -> np.ndarray:
 def temporal_crop(pos, prm, key):
     L = len(pos)
     k0 = key(0)
-    frac = prm[0] + uniform1_np(k0, 1) * (1.0 - prm[0])
+    frac = prm[_CROP.min_frac] + uniform1_np(k0, 1) * (1.0 - prm[_CROP.min_frac])
     M = min(max(1, int(math.floor(frac * L + 0.5))), L)
     start = min(int(math.floor(uniform1_np(k0, 2) * (L - M + 1))), L - M)
     return pos[start:start + M].copy()
@@ -38,7 +44,7 @@ def time_warp(pos, prm, key):
     L = len(pos)
     if L < 2:
         return pos.copy()
-    lo, hi = math.log(prm[0]), math.log(prm[1])
+    lo, hi = math.log(prm[_WARP.min_speed]), math.log(prm[_WARP.max_speed])
     speed = math.exp(lo + uniform1_np(key(0), 1) * (hi - lo))
     M = max(1, int(math.floor((L - 1) / speed + 0.5)) + 1)
     if M == 1:
@@ -50,7 +56,7 @@ def speed_change(pos, prm, key):
     L = len(pos)
     if L < 3:
         return pos.copy()
-    strength, K = prm[0], min(int(prm[1]), L - 1)
+    strength, K = prm[_SPEED.strength], min(int(prm[_SPEED.knots]), L - 1)
     w = np.exp(strength * (2.0 * uniform_np(key(0), np.arange(1, K + 1)) - 1.0))
     cum = np.concatenate([[0.0], np.cumsum(w)])
     val = cum / cum[K] * (L - 1)
@@ -87,16 +93,17 @@ def rotation(roll: float, yaw: float, pitch: float) -> np.ndarray:
 
 def scale(w, m, prm, key, centre, ctx):
     k0 = key(0)
-    lo, hi = math.log(prm[0]), math.log(prm[1])
+    lo, hi = math.log(prm[_SCALE.min_scale]), math.log(prm[_SCALE.max_scale])
     s = math.exp(lo + uniform1_np(k0, 1) * (hi - lo))
-    r = math.exp(prm[2] * (2.0 * uniform1_np(k0, 2) - 1.0))
+    r = math.exp(prm[_SCALE.aspect] * (2.0 * uniform1_np(k0, 2) - 1.0))
     return _about(w, centre, np.diag([s * r, s / r, s]))
 
 
 def rotate(w, m, prm, key, centre, ctx):
     k0 = key(0)
     deg = math.pi / 180.0
-    roll, yaw, pitch = ((2.0 * uniform1_np(k0, i + 1) - 1.0) * prm[i] * deg for i in range(3))
+    roll, yaw, pitch = ((2.0 * uniform1_np(k0, i + 1) - 1.0) * prm[slot] * deg
+                        for i, slot in enumerate((_ROTATE.roll_deg, _ROTATE.yaw_deg, _ROTATE.pitch_deg)))
     return _about(w, centre, rotation(roll, yaw, pitch))
 
 
@@ -112,9 +119,9 @@ def part_distort(w, m, prm, key, centre, ctx):
     for k in range(len(bounds) - 1):
         lo, hi = bounds[k], bounds[k + 1]
         u = uniform_np(k0, 1 + 4 * k + np.arange(4))
-        s = math.exp(prm[0] * (2.0 * u[0] - 1.0))
-        th = (2.0 * u[1] - 1.0) * prm[1] * deg
-        dx, dy = (2.0 * u[2] - 1.0) * prm[2], (2.0 * u[3] - 1.0) * prm[2]
+        s = math.exp(prm[_DISTORT.scale] * (2.0 * u[0] - 1.0))
+        th = (2.0 * u[1] - 1.0) * prm[_DISTORT.rotate_deg] * deg
+        dx, dy = (2.0 * u[2] - 1.0) * prm[_DISTORT.shift], (2.0 * u[3] - 1.0) * prm[_DISTORT.shift]
         part = w[:, lo:hi].astype(np.float64)
         ok = np.isfinite(part[..., 0])
         if not ok.any():
@@ -129,15 +136,15 @@ def part_distort(w, m, prm, key, centre, ctx):
 
 def noise(w, m, prm, key, centre, ctx):
     n = normal_np(key(1), np.arange(w.size)).reshape(w.shape)
-    return (w.astype(np.float64) + prm[0] * n).astype(np.float32)
+    return (w.astype(np.float64) + prm[_NOISE.std] * n).astype(np.float32)
 
 
 def dropout(w, m, prm, key, centre, ctx):
     L, P, _ = w.shape
     bounds = ctx["part_bounds"]
     nparts = len(bounds) - 1
-    drop = uniform_np(key(1), np.arange(L * P)).reshape(L, P) < prm[0]
-    part_drop = uniform_np(key(2), np.arange(L * nparts)).reshape(L, nparts) < prm[1]
+    drop = uniform_np(key(1), np.arange(L * P)).reshape(L, P) < prm[_DROPOUT.rate]
+    part_drop = uniform_np(key(2), np.arange(L * nparts)).reshape(L, nparts) < prm[_DROPOUT.part_rate]
     drop |= part_drop[:, ctx["part_ids"]]
     out = w.copy()
     out[drop] = np.nan
@@ -158,7 +165,9 @@ def _runs(u_start: np.ndarray, u_len: np.ndarray, rate: float, max_len: int) -> 
 
 def detector_noise(w, m, prm, key, centre, ctx):
     L, P, C = w.shape
-    sigma, rho, miss_rate, miss_len, swap_rate, swap_len = prm[0], prm[1], prm[2], int(prm[3]), prm[4], int(prm[5])
+    sigma, rho = prm[_DETECTOR.jitter_std], prm[_DETECTOR.jitter_corr]
+    miss_rate, miss_len = prm[_DETECTOR.miss_rate], int(prm[_DETECTOR.miss_max_len])
+    swap_rate, swap_len = prm[_DETECTOR.swap_rate], int(prm[_DETECTOR.swap_max_len])
     out = w.astype(np.float64)
     z = normal_np(key(1), np.arange(L * P * C)).reshape(L, P, C)
     innov = math.sqrt(1.0 - rho * rho) * sigma
