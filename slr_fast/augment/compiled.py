@@ -1,6 +1,6 @@
 """Numba versions of the augmentation ops, per sample, in place or into caller-provided buffers.
 
-Called from the batch kernel of `slr_fast.engine`; each equals its NumPy twin in `reference.py` and uses the same
+Called from the kernels of `slr_fast.engine.kernels`; each equals its NumPy twin in `reference.py` and uses the same
 draws (see that module's docstring for the stream layout). No fastmath: NaN marks missing points and must survive.
 """
 
@@ -281,22 +281,21 @@ def apply_temporal(code, pos, L, out, prm, k0):
 
 
 @nb.njit(cache=True)
-def apply_spatial(code, w, m, prm, seed, epoch, sid, opid, centre, part_bounds, part_ids, hand_parts, mirror_idx,
-                  partner, tmp):
-    """Dispatch a spatial op by code (ops.py) on w[:m] in place."""
+def apply_spatial(code, w, m, prm, seed, epoch, sid, opid, centre, tabs, tmp):
+    """Dispatch a spatial op by code (ops.py) on w[:m] in place; tabs: the layout's LayoutTables (engine.py)."""
     k0 = stream_key(seed, epoch, sid, opid, 0)
     if code == SCALE:
         scale(w, m, prm, k0, centre)
     elif code == ROTATE:
         rotate(w, m, prm, k0, centre)
     elif code == MIRROR:
-        mirror(w, m, centre, mirror_idx, tmp)
+        mirror(w, m, centre, tabs.mirror, tmp)
     elif code == PART_DISTORT:
-        part_distort(w, m, prm, k0, part_bounds)
+        part_distort(w, m, prm, k0, tabs.part_bounds)
     elif code == NOISE:
         noise(w, m, prm, stream_key(seed, epoch, sid, opid, 1))
     elif code == DROPOUT:
-        dropout(w, m, prm, stream_key(seed, epoch, sid, opid, 1), stream_key(seed, epoch, sid, opid, 2), part_ids,
-                part_bounds.shape[0] - 1)
+        dropout(w, m, prm, stream_key(seed, epoch, sid, opid, 1), stream_key(seed, epoch, sid, opid, 2),
+                tabs.part_ids, tabs.part_bounds.shape[0] - 1)
     elif code == DETECTOR_NOISE:
-        detector_noise(w, m, prm, seed, epoch, sid, opid, part_bounds, hand_parts, partner)
+        detector_noise(w, m, prm, seed, epoch, sid, opid, tabs.part_bounds, tabs.hand_parts, tabs.partner)

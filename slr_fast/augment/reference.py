@@ -108,13 +108,13 @@ def rotate(w, m, prm, key, centre, ctx):
 
 
 def mirror(w, m, prm, key, centre, ctx):
-    out = w[:, ctx["mirror"]].copy()
+    out = w[:, ctx.mirror].copy()
     out[..., 0] = (2.0 * centre[0] - out[..., 0].astype(np.float64)).astype(np.float32)
     return out
 
 
 def part_distort(w, m, prm, key, centre, ctx):
-    k0, out, bounds = key(0), w.copy(), ctx["part_bounds"]
+    k0, out, bounds = key(0), w.copy(), ctx.part_bounds
     deg = math.pi / 180.0
     for k in range(len(bounds) - 1):
         lo, hi = bounds[k], bounds[k + 1]
@@ -141,11 +141,11 @@ def noise(w, m, prm, key, centre, ctx):
 
 def dropout(w, m, prm, key, centre, ctx):
     L, P, _ = w.shape
-    bounds = ctx["part_bounds"]
+    bounds = ctx.part_bounds
     nparts = len(bounds) - 1
     drop = uniform_np(key(1), np.arange(L * P)).reshape(L, P) < prm[_DROPOUT.rate]
     part_drop = uniform_np(key(2), np.arange(L * nparts)).reshape(L, nparts) < prm[_DROPOUT.part_rate]
-    drop |= part_drop[:, ctx["part_ids"]]
+    drop |= part_drop[:, ctx.part_ids]
     out = w.copy()
     out[drop] = np.nan
     return out
@@ -177,14 +177,14 @@ def detector_noise(w, m, prm, key, centre, ctx):
         out[j] = out[j] + e
     out = out.astype(np.float32)
     swap = _runs(uniform_np(key(4), np.arange(L)), uniform_np(key(5), np.arange(L)), swap_rate, swap_len)
-    partner = ctx["partner"]
+    partner = ctx.partner
     a = np.flatnonzero(partner > np.arange(P))
     if a.size:
         b = partner[a]
         rows = np.flatnonzero(swap)[:, None]
         left, right = out[rows, a[None, :]], out[rows, b[None, :]]  # fancy indexing copies
         out[rows, a[None, :]], out[rows, b[None, :]] = right, left
-    hands, bounds = ctx["hand_parts"], ctx["part_bounds"]
+    hands, bounds = ctx.hand_parts, ctx.part_bounds
     nh = len(hands)
     if nh:
         us = uniform_np(key(2), np.arange(L * nh)).reshape(L, nh)

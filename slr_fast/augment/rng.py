@@ -39,7 +39,7 @@ def mix64(z):
     return z ^ (z >> _U31)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def stream_key(seed, epoch, sample, op, stream):
     """Key of one random stream: all five integers are non-negative."""
     k = mix64(np.uint64(seed) + _U_GOLDEN)

@@ -8,9 +8,9 @@
                 ...
 """
 
+from slr_fast.engine import PARALLEL_LOCK as PROCESS_LOCK  # kept for callers; the engine takes it itself now
 from slr_fast.loader.config import LoaderConfig
 from slr_fast.loader.loader import KeypointLoader
-from slr_fast.loader.prefetch import PROCESS_LOCK
 from slr_fast.loader.sampler import chunk_aware_order, epoch_order, num_batches, shard_size
 from slr_fast.loader.selection import Selection, select
 

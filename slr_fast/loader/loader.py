@@ -1,8 +1,8 @@
 """KeypointLoader: a keypoint store plus a BatchProcessor as an iterable of torch batches.
 
-One background thread makes batches ahead of the training loop (see prefetch.py for why it must be exactly one);
-the consumer only dequeues ready tensors. Order, sharding and resume are pure functions of (seed, epoch, position),
-see sampler.py, so a restored loader yields exactly the batches an uninterrupted one would have.
+One background thread makes batches ahead of the training loop; the consumer only dequeues ready tensors. Order,
+sharding and resume are pure functions of (seed, epoch, position), see sampler.py, so a restored loader yields
+exactly the batches an uninterrupted one would have.
 
 Buffers: the processor writes straight into the batch's torch tensors (NumPy views of them), so there is no collate
 copy. By default each batch gets fresh tensors the consumer owns outright: after the first few batches the
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from slr_fast.loader.config import LoaderConfig
-from slr_fast.loader.prefetch import PROCESS_LOCK, Prefetcher
+from slr_fast.loader.prefetch import Prefetcher
 from slr_fast.loader.sampler import batch_slices, block_ids, chunk_aware_order, epoch_order, num_batches, shard_size
 from slr_fast.loader.selection import select
 from slr_fast.loader.sources import ChunkedSource, InMemorySource
@@ -200,8 +200,7 @@ class KeypointLoader:
             idx = batches[b]
             out = self._alloc(len(idx), ring, b % (c.prefetch + 2))
             views = {k: t.numpy() for k, t in out.items()}  # the processor writes straight into the tensors
-            with PROCESS_LOCK:
-                self.processor.process(frames, offsets, rows, epoch, views, sample_ids=idx)
+            self.processor.process(frames, offsets, rows, epoch, views, sample_ids=idx)
             batch = dict(out)
             batch["label"] = torch.from_numpy(self._label_lut[self._store_labels[idx]])
             batch["index"] = torch.from_numpy(idx.astype(np.int64, copy=True))

@@ -1,8 +1,7 @@
 """A background thread that runs a producer ahead of the consumer through a bounded queue.
 
-The thread is the only place batches are made, so it is the only caller of the engine's parallel Numba code (Numba's
-default threading layer aborts when two Python threads enter parallel regions at once). A process-wide lock extends
-that guarantee across loaders: a training and a validation loader alive together never process concurrently.
+The thread is the only place a loader makes batches; the engine itself serializes its parallel Numba calls across
+threads (slr_fast.engine.PARALLEL_LOCK), so a training and a validation loader alive together need nothing more.
 """
 
 from __future__ import annotations
@@ -11,9 +10,6 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
-
-# Held around every call into the batch processor, by every loader of the process.
-PROCESS_LOCK = threading.Lock()
 
 _DONE = object()  # end-of-stream marker
 

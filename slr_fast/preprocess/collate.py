@@ -1,6 +1,6 @@
 """Numba resampling to T frames and the collate: NaN -> 0, presence mask, written into the caller's batch rows.
 
-Called from the batch kernel of `slr_fast.engine` after `compiled.gather` and the spatial augmentations; equals
+Called from the kernels of `slr_fast.engine.kernels` after `compiled.gather` and the spatial augmentations; equals
 `reference.resample` + `reference.finalize`. The speed notes of `compiled` hold here too (flat rows, one function
 per resample mode).
 """

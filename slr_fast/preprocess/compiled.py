@@ -1,6 +1,6 @@
 """Numba versions of the preprocessing steps, per sample, writing into caller-provided buffers.
 
-They are called from the one batch kernel of `slr_fast.engine` (a `prange` over samples), so a sample costs no
+They are called from the per-sample kernel of `slr_fast.engine.kernels` (run over a batch), so a sample costs no
 Python at all. Each equals its twin in `reference.py` (exactly, or within 1e-6 where float64 sums run in another
 order); intermediate maths is float64, stored as float32 at the same points. A point is present when all its
 channels are finite; after `gather` a missing point is NaN in every channel, so later steps test channel 0 only.
@@ -133,7 +133,8 @@ def scan(frames, start, n, drop_handless, hand_points, keep, sums, ref):
     """
     k = _sweep(frames, start, n, drop_handless, hand_points, keep, sums, ref)
     if drop_handless and k == 0 and n > 0:
-        return _sweep(frames, start, n, False, hand_points, keep, sums, ref), True
+        # np.int64(0), not False: a literal argument would compile a second specialization of _sweep
+        return _sweep(frames, start, n, np.int64(0), hand_points, keep, sums, ref), True
     return k, False
 
 
@@ -168,7 +169,7 @@ def norm_params(sums, ref, mode, part_bounds, shift, inv, centre):
     shift[:] = 0.0
     inv[:] = 1.0
     if mode == NORM_NONE:
-        _group(sums, ref, 0, P, C, centre)
+        _group(sums, ref, np.int64(0), P, C, centre)  # a typed 0: a literal would compile _group twice
         return
     ngroups = 1 if mode == NORM_SEQUENCE else part_bounds.shape[0] - 1
     for g in range(ngroups):

@@ -257,15 +257,6 @@ def test_bad_pipeline_sources_are_named(tmp_path):
         load_pipeline(bad)
 
 
-def test_concurrent_calls_are_refused():
-    bp = BatchProcessor(DEFAULT_LAYOUT, PreprocessConfig(T=4))
-    frames = np.zeros((4, 87, 2), np.float32)
-    with bp._busy:  # as if another thread were inside process()
-        with pytest.raises(RuntimeError, match="one thread only"):
-            bp.process(frames, np.array([0, 4]), np.array([0]), 0, bp.alloc(1))
-    assert bp.process(frames, np.array([0, 4]), np.array([0]), 0, bp.alloc(1))["length"][0] == 4  # released
-
-
 def test_augment_preview(make_ragged, tmp_path):
     from slr_fast.engine import augment_preview, preview_figure
 

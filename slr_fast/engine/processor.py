@@ -1,140 +1,57 @@
-"""BatchProcessor: preprocessing + augmentation of a whole batch in one compiled call.
+"""BatchProcessor: preprocessing + augmentation of a whole batch of raw sequences in one compiled call (the kernels
+and what they do per sample: kernels.py).
 
-Per sample, inside one Numba `prange` over the batch (no Python per sample):
-
-1. find the frames that show a hand (a point with any non-finite channel, NaN or inf, is missing);
-2. drop hand-less frames before the temporal ops, so a crop or warp works on the frames that will be used and a
-   crop can never cut away every hand (no hand anywhere: keep all frames, FLAG_NO_HAND);
-3. normalization statistics (sequence / part / none) from those kept raw frames: timing augmentations change when
-   things happen, not where the signer stands or how big they are;
-4. temporal augmentations (crop, time warp, speed change) composed as one map of source positions; the frames are
-   then fetched once at those positions (linear interpolation between neighbours) and normalized on the way;
-5. spatial augmentations in their listed order, in normalized units about the normalized centre; detector-like
-   noise thus acts at the raw frame rate, before resampling smooths it as it smooths real detector jitter;
-6. resample to T (window mean / linear / pad) and NaN -> 0 with the presence mask, written straight into the
-   caller's (B, T, P, C) buffers: this is the collate.
-
-Steps 1-3 are one sweep over the raw frames (`preprocess.compiled.scan`: per-point sums of the kept frames), so the
-input is read from memory once; steps 4-6 work on a per-sample buffer that stays in cache. Measured cost, default
-87-point layout, T=64, GISLR-like lengths (benchmarks/test_engine.py): ~17 us per sample for preprocessing and
-~22 us with the default augmentation on one thread.
+Which kernel runs: a batch of PARALLEL_MIN_BATCH samples or more, called from a thread with more than one Numba
+thread (numba.set_num_threads is per thread), runs on `_parallel`; anything else on `_serial`, on the calling thread.
+A process compiles (or loads from Numba's cache) only the variants it calls: `predict` the one-thread preprocessing
+kernel; training on a CPU the one-thread kernels (the loader's thread has one Numba thread there, see
+slr_fast.loader.LoaderConfig.engine_threads). Inputs are passed as read-only views, so writable and read-only arrays
+(a store's index is read-only) share one compiled signature.
 
 Randomness: counter-based (slr_fast.augment.rng), keyed by (seed, epoch, sample id, op position), so batches do
-not depend on thread count or batch composition, and a resumed run reproduces them. Bad input: 0 frames give
+not depend on thread count, kernel or batch composition, and a resumed run reproduces them. Bad input: 0 frames give
 x = 0, mask = 0, length 0 and FLAG_EMPTY; non-finite coordinates are missing points; no NaN/inf ever reaches `x`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 
 import numba as nb
 import numpy as np
 
-from slr_fast.augment import compiled as aug
 from slr_fast.augment import reference as aug_ref
 from slr_fast.augment.pipeline import AugmentPipeline, load_pipeline
-from slr_fast.augment.rng import stream_key, stream_key_np, uniform, uniform1_np
+from slr_fast.augment.rng import stream_key_np, uniform1_np
+from slr_fast.engine import compiling
+from slr_fast.engine.kernels import Augment, Out, Prep, Source, _parallel, _serial, layout_tables
 from slr_fast.layout import Layout
-from slr_fast.preprocess import collate
-from slr_fast.preprocess import compiled as pre
 from slr_fast.preprocess import reference as pre_ref
 from slr_fast.preprocess.config import FLAG_EMPTY, FLAG_NO_HAND, FLAG_NO_POINTS, PreprocessConfig
 
-
-@nb.njit(cache=True)
-def _process_one(b, frames, offsets, indices, sample_ids, seed, epoch, cfg, growth, ops, params, n_temporal,
-                 part_bounds, part_ids, hand_points, hand_parts, mirror_idx, partner, out_x, out_mask, out_len,
-                 out_flags):
-    T, drop_handless, norm, rs, mask_mode, mask_level = cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5]
-    P, C = frames.shape[1], frames.shape[2]
-    nparts = part_bounds.shape[0] - 1
-    i = indices[b]
-    sid = sample_ids[b]
-    start, n = offsets[i], offsets[i + 1] - offsets[i]
-    flags = 0
-    keep = np.empty(max(n, 1), np.int64)
-    sums = np.empty((pre.NSUMS, P))
-    ref = np.empty(3)
-    k, no_hand = pre.scan(frames, start, n, drop_handless, hand_points, keep, sums, ref)
-    if no_hand:
-        flags |= FLAG_NO_HAND
-    length = 0
-    x, mask = out_x[b], out_mask[b]
-    if k > 0:
-        shift = np.empty((P, C))
-        inv = np.empty(P)
-        centre = np.zeros(3)
-        pre.norm_params(sums, ref, norm, part_bounds, shift, inv, centre)
-        cap = int(k * growth) + 2 * ops.shape[0] + 2
-        pos = np.empty(cap)
-        nxt = np.empty(cap)
-        for j in range(k):
-            pos[j] = j
-        m = k
-        for r in range(n_temporal):
-            k0 = stream_key(seed, epoch, sid, ops[r, 1], 0)
-            if uniform(k0, 0) < params[r, 0]:
-                m = aug.apply_temporal(ops[r, 0], pos, m, nxt, params[r, 1:], k0)
-                pos, nxt = nxt, pos
-        w = np.empty((m, P, C), np.float32)
-        pre.gather(frames, keep, k, pos, m, shift, inv, w)
-        tmp = np.empty((P, C), np.float32)
-        for r in range(n_temporal, ops.shape[0]):
-            k0 = stream_key(seed, epoch, sid, ops[r, 1], 0)
-            if uniform(k0, 0) < params[r, 0]:
-                aug.apply_spatial(ops[r, 0], w, m, params[r, 1:], seed, epoch, sid, ops[r, 1], centre, part_bounds,
-                                  part_ids, hand_parts, mirror_idx, partner, tmp)
-        length = collate.resample_out(w, m, T, rs, x, mask, np.empty((4, P)))
-    else:
-        flags |= FLAG_EMPTY
-        x[:] = 0.0
-        mask[:] = 0.0
-    part_any = np.empty(nparts, np.bool_)
-    collate.mask_options(x, mask, length, part_ids, nparts, mask_mode, mask_level, part_any)
-    if length > 0:
-        anything = False
-        for t in range(length):
-            for p in range(P):
-                if mask[t, p] > 0:
-                    anything = True
-                    break
-            if anything:
-                break
-        if not anything:
-            flags |= FLAG_NO_POINTS
-    out_len[b] = length
-    out_flags[b] = flags
+# Batches smaller than this run on the calling thread: a few samples are microseconds of work, less than waking
+# Numba's threads, and `predict` on a handful of files then never compiles the parallel kernel.
+PARALLEL_MIN_BATCH = 64
+# Held around every call of the parallel kernel: Numba's workqueue threading layer (the fallback where neither TBB
+# nor OpenMP is available) aborts the process when two threads enter parallel code at once. Serial calls need no
+# lock. Re-entrant, so code that holds it (slr_fast.loader.PROCESS_LOCK is this lock) can still call `process`.
+PARALLEL_LOCK = threading.RLock()
 
 
-@nb.njit(cache=True, parallel=True)
-def _process_batch(frames, offsets, indices, sample_ids, seed, epoch, cfg, growth, ops, params, n_temporal,
-                   part_bounds, part_ids, hand_points, hand_parts, mirror_idx, partner, out_x, out_mask, out_len,
-                   out_flags):
-    for b in nb.prange(indices.shape[0]):
-        _process_one(b, frames, offsets, indices, sample_ids, seed, epoch, cfg, growth, ops, params, n_temporal,
-                     part_bounds, part_ids, hand_points, hand_parts, mirror_idx, partner, out_x, out_mask, out_len,
-                     out_flags)
+def _readonly(a: np.ndarray) -> np.ndarray:
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
-def layout_tables(layout: Layout) -> dict[str, np.ndarray]:
-    """The layout facts the kernels need, as int64 arrays."""
-    sizes = np.asarray(layout.part_sizes, np.int64)
-    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    hand_parts = np.asarray(layout.hand_parts(), np.int64)
-    hand_points = (np.concatenate([np.arange(bounds[h], bounds[h + 1]) for h in hand_parts]).astype(np.int64)
-                   if hand_parts.size else np.zeros(0, np.int64))
-    mirror = layout.mirror_index().astype(np.int64)
-    part_ids = layout.part_ids().astype(np.int64)
-    # Hand-swap partners: a hand point whose mirror lies in the other hand (left i <-> right i).
-    partner = np.full(layout.num_points, -1, np.int64)
-    in_hand = np.isin(part_ids, hand_parts)
-    for p in np.flatnonzero(in_hand):
-        q = mirror[p]
-        if q != p and in_hand[q] and part_ids[q] != part_ids[p]:
-            partner[p] = q
-    return {"part_bounds": bounds, "part_ids": part_ids, "hand_points": hand_points, "hand_parts": hand_parts,
-            "mirror": mirror, "partner": partner}
+def _parallel_for(batch_size: int, threads: int | None = None) -> bool:
+    """Whether a batch of `batch_size` runs on the parallel kernel, with `threads` Numba threads (None: the calling
+    thread's numba.get_num_threads())."""
+    return batch_size >= PARALLEL_MIN_BATCH and (nb.get_num_threads() if threads is None else threads) > 1
 
 
 class BatchProcessor:
@@ -149,15 +66,13 @@ class BatchProcessor:
             raise ValueError(f"BatchProcessor seed must be an integer in [0, 2^63), got {seed!r}")
         self.seed = int(seed)
         self.tables = layout_tables(layout)
-        if self.preprocess.drop_handless and self.tables["hand_points"].size == 0:
+        if self.preprocess.drop_handless and self.tables.hand_points.size == 0:
             raise ValueError(f"drop_handless=True needs a layout with hand parts; layout {layout.name!r} has parts "
                              f"{list(layout.part_names)}")
         self._ops, self._params, self._n_temporal = self.augment.kernel_tables()
         self._growth = self.augment.growth()
         pc = self.preprocess
-        norm, rs, mask_mode, mask_level = pc.codes()
-        self._cfg = np.array([pc.T, int(pc.drop_handless), norm, rs, mask_mode, mask_level], np.int64)
-        self._busy = threading.Lock()
+        self._prep = Prep(pc.T, int(pc.drop_handless), *pc.codes())
 
     @property
     def out_channels(self) -> int:
@@ -209,30 +124,38 @@ class BatchProcessor:
         self._check(frames, offsets, indices, sample_ids, out)
         B = len(indices)
         flags = out["flags"] if "flags" in out else np.zeros(B, np.int32)
-        if not self._busy.acquire(blocking=False):
-            # Numba's default threading layer aborts the process if two threads enter parallel code at once.
-            raise RuntimeError("BatchProcessor.process is already running in another thread; call it from one "
-                               "thread only (the loader's prefetch thread)")
-        try:
-            t = self.tables
-            _process_batch(frames, offsets, indices, sample_ids, self.seed, int(epoch), self._cfg, self._growth,
-                           self._ops, self._params, self._n_temporal, t["part_bounds"], t["part_ids"],
-                           t["hand_points"], t["hand_parts"], t["mirror"], t["partner"], out["x"], out["mask"],
-                           out["length"], flags)
-        finally:
-            self._busy.release()
+        src = Source(_readonly(frames), _readonly(offsets), _readonly(indices), _readonly(sample_ids))
+        self._run(src, int(epoch), Out(out["x"], out["mask"], out["length"], flags), _parallel_for(B))
         res = {k: out[k][:B] for k in ("x", "mask", "length")}
         res["flags"] = flags[:B]
         return res
 
-    def warmup(self) -> float:
-        """Compile (or load from Numba's cache) the batch kernel on a tiny input; returns the seconds it took."""
-        import time
+    def _run(self, src: Source, epoch: int, out: Out, parallel: bool) -> None:
+        kernel = _parallel if parallel else _serial
+        # Without augmentation the augmenting kernel (given no ops) makes the same batch, so a process that already
+        # has it uses it rather than compiling the preprocessing-only one as well (a training run's eval loaders).
+        key = (kernel.__name__, len(self.augment) > 0 or (kernel.__name__, True) in compiling.ready)
+        aug = Augment(self._ops, self._params, self._n_temporal, self._growth, self.seed, epoch) if key[1] else None
+        args = (src, self._prep, self.tables, aug, out)
+        with PARALLEL_LOCK if parallel else contextlib.nullcontext():
+            if key in compiling.ready:
+                kernel(*args)
+                return
+            what = f"{'preprocessing + augmentation' if key[1] else 'preprocessing'}, " \
+                   f"{'parallel' if parallel else 'one thread'}"
+            compiling.first_call(kernel, args, what, compiling.COMPILE_ESTIMATE_S[key])
+            compiling.ready.add(key)
 
+    def warmup(self, batch_size: int = 256, threads: int | None = None) -> float:
+        """Compile (or load from Numba's cache) the kernel `process` runs for batches of `batch_size` on a thread
+        with `threads` Numba threads (None: this thread's); returns the seconds it took."""
         t0 = time.perf_counter()
         P, C = self.layout.num_points, self.layout.num_channels
         frames = np.random.default_rng(0).random((6, P, C), dtype=np.float32)
-        self.process(frames, np.array([0, 2, 6]), np.array([0, 1]), 0, self.alloc(2))
+        ids = np.array([0, 1])
+        out = self.alloc(2)
+        src = Source(_readonly(frames), _readonly(np.array([0, 2, 6])), _readonly(ids), _readonly(ids))
+        self._run(src, 0, Out(out["x"], out["mask"], out["length"], out["flags"]), _parallel_for(batch_size, threads))
         return time.perf_counter() - t0
 
     def config(self) -> dict:
@@ -258,14 +181,14 @@ class BatchProcessor:
         flags = 0
         T, P, C = pc.T, self.layout.num_points, self.layout.num_channels
         if pc.drop_handless:
-            keep, no_hand = pre_ref.handed_frames(seq, t["hand_points"])
+            keep, no_hand = pre_ref.handed_frames(seq, t.hand_points)
             flags |= FLAG_NO_HAND if no_hand else 0
         else:
             keep = np.arange(len(seq))
         if len(keep) == 0:
             y, length, flags, w = np.full((T, P, C), np.nan, np.float32), 0, flags | FLAG_EMPTY, seq[:0]
         else:
-            shift, inv, centre = pre_ref.norm_params(seq, keep, pc.normalize, t["part_bounds"])
+            shift, inv, centre = pre_ref.norm_params(seq, keep, pc.normalize, t.part_bounds)
             pos = np.arange(len(keep), dtype=np.float64)
             codes = self._ops
             key = lambda opid: lambda s: stream_key_np(self.seed, epoch, sample_id, opid, s)  # noqa: E731
@@ -282,7 +205,7 @@ class BatchProcessor:
             if stop == "resample":
                 return {"frames": w, "flags": flags}
             y, length = pre_ref.resample(w, T, pc.resample)
-        x, mask = pre_ref.finalize(y, length, t["part_ids"], pc.mask, pc.mask_level)
+        x, mask = pre_ref.finalize(y, length, t.part_ids, pc.mask, pc.mask_level)
         if length > 0 and not mask[:length].any():
             flags |= FLAG_NO_POINTS
         return {"x": x, "mask": mask, "length": length, "flags": flags}
