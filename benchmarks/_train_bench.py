@@ -47,8 +47,9 @@ def make_loader(store, batch_size: int, frames: int = 64, seed: int = 0):
     from slr_fast.preprocess import PreprocessConfig
     from slr_fast.train.data import augment_from_config
 
+    # The loader compiles (or loads from Numba's cache) the kernel its thread runs when it is made: never inside a
+    # timed region.
     proc = BatchProcessor(store.layout, PreprocessConfig(T=frames), augment_from_config("default"), seed=seed)
-    proc.warmup()  # Numba compile / cache load: never inside a timed region
     if len(store) < batch_size:
         raise ValueError(f"benchmark store has {len(store)} sequences, fewer than one batch of {batch_size}")
     return KeypointLoader(store, proc, LoaderConfig(batch_size=batch_size, shuffle=True, drop_last=True, seed=seed,

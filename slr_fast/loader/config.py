@@ -38,6 +38,10 @@ class LoaderConfig:
     shuffle_window: int = 8  # blocks shuffled together
     readahead: int = 2  # blocks read ahead by the I/O thread beyond those the next batch needs
     prefetch: int = 4  # batches made ahead of the consumer by the background thread
+    # Numba threads of the background thread's engine calls. None: every core of this process when CUDA is available
+    # (the model runs on the GPU; the cores are free to make batches), else 1: a CPU run's cores belong to torch, and
+    # the engine needs ~20 us per sample, under a tenth of one core at CPU training speeds (README, "Threads").
+    engine_threads: int | None = None
     pin_memory: Literal["auto"] | bool = "auto"  # "auto": page-locked batches when CUDA is available
     # False: every batch is freshly allocated and owned by the consumer (safe to keep, safe for non_blocking copies
     # from pinned memory: PyTorch's caching host allocator recycles a block only after its copies finished).
@@ -57,6 +61,9 @@ class LoaderConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "readahead" else 1):
                 raise ValueError(f"{name} must be an integer >= {0 if name == 'readahead' else 1}, got {value!r}")
+        if self.engine_threads is not None and (isinstance(self.engine_threads, bool) or
+                                                not isinstance(self.engine_threads, int) or self.engine_threads < 1):
+            raise ValueError(f"engine_threads must be a positive integer or None, got {self.engine_threads!r}")
         if self.block_frames is not None and (not isinstance(self.block_frames, int) or self.block_frames < 1):
             raise ValueError(f"block_frames must be a positive integer or None, got {self.block_frames!r}")
         if self.memory_budget_gb is not None and not self.memory_budget_gb > 0:

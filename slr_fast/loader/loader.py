@@ -1,8 +1,10 @@
 """KeypointLoader: a keypoint store plus a BatchProcessor as an iterable of torch batches.
 
-One background thread makes batches ahead of the training loop; the consumer only dequeues ready tensors. Order,
-sharding and resume are pure functions of (seed, epoch, position), see sampler.py, so a restored loader yields
-exactly the batches an uninterrupted one would have.
+One background thread makes batches ahead of the training loop, with `engine_threads` Numba threads for the engine
+(LoaderConfig); the consumer only dequeues ready tensors. The processor is compiled (or loaded from Numba's cache) in
+the constructor, so the first epoch measures making batches, not compiling. Order, sharding and resume are pure
+functions of (seed, epoch, position), see sampler.py, so a restored loader yields exactly the batches an
+uninterrupted one would have.
 
 Buffers: the processor writes straight into the batch's torch tensors (NumPy views of them), so there is no collate
 copy. By default each batch gets fresh tensors the consumer owns outright: after the first few batches the
@@ -46,6 +48,20 @@ def _dist_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return (0 if rank is None else int(rank)), (1 if world_size is None else int(world_size))
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the platform reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _set_engine_threads(n: int) -> None:
+    import numba
+
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
 def _physical_memory() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -86,6 +102,7 @@ class KeypointLoader:
                              f"the store's {store.layout.name!r} ({store.layout.num_points} points) at "
                              f"{getattr(store, 'where', store)}; build the processor with store.layout")
         self.pin_memory = torch.cuda.is_available() if config.pin_memory == "auto" else bool(config.pin_memory)
+        self.engine_threads = config.engine_threads or (usable_cores() if torch.cuda.is_available() else 1)
         if self.pin_memory and not torch.cuda.is_available():
             raise ValueError("pin_memory=True needs CUDA (page-locked memory is for host-to-GPU copies); "
                              "use pin_memory='auto' or False on this machine")
@@ -109,6 +126,11 @@ class KeypointLoader:
         self._active: Prefetcher | None = None
         self._closed = False
         self._resume_pending = False  # a restored position not yet iterated from
+        warmup = getattr(processor, "warmup", None)
+        if warmup is not None:
+            # Numba compiles (or loads from its cache) here, once, before any epoch is timed: the batches' first
+            # epoch then measures making batches, not compiling (the engine says when it compiles).
+            warmup(batch_size=config.batch_size, threads=self.engine_threads)
 
     # ---- sizes and order ---------------------------------------------------------------------------------------
     def _decide_in_memory(self) -> bool:
@@ -196,6 +218,7 @@ class KeypointLoader:
             # prefetch + 2 slots: the thread starts batch k + prefetch + 2 (slot of batch k) only after the
             # consumer has taken batch k + 1, so a batch is intact until the next one is requested.
             ring = [self._alloc(c.batch_size, None, 0) for _ in range(c.prefetch + 2)]
+        _set_engine_threads(self.engine_threads)  # this thread's own Numba setting (Numba's is per thread)
         for b, (frames, offsets, rows) in enumerate(source.batches(batches)):
             idx = batches[b]
             out = self._alloc(len(idx), ring, b % (c.prefetch + 2))
