@@ -295,7 +295,7 @@ class TrainConfig(_Checked):
     train_eval_samples: int = 1024  # clean train samples evaluated each epoch to measure the train/val gap
     init_from: str = ""  # checkpoint to start a fine-tuning stage from (weights only; new schedule)
     new_head: bool = False  # with init_from: re-initialise classifier heads (different classes)
-    threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
+    threads: int = 0  # torch intra-op threads on CPU; 0: the cores idle when the run starts (runtime.default_threads)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     progress: bool = True
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
+from slr_fast.loader.loader import usable_cores
 from slr_fast.train.config import DEVICE_PATTERN, DEVICES
 
 
@@ -69,10 +71,61 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if major >= 8 else "fp16"
 
 
-def init_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
-    """Join torchrun's process group when WORLD_SIZE > 1 (NCCL on GPU, gloo on CPU)."""
+def idle_cores(sample_s: float = 0.1) -> float | None:
+    """Cores the machine leaves idle over the next `sample_s` seconds (Linux: /proc/stat; time a hypervisor gave
+    to others counts as busy), or None where that cannot be read."""
+
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        return ticks[3] + ticks[4], sum(ticks)
+
+    try:
+        idle0, total0 = read()
+        time.sleep(sample_s)
+        idle1, total1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (idle1 - idle0) / (total1 - total0) * usable_cores()
+
+
+def default_threads() -> int:
+    """torch's intra-op threads for a CPU run that asks for none: as many as there are idle cores when it starts
+    (this process's share when torchrun starts several per machine), at least 1; the cores less one where idle time
+    cannot be read.
+
+    A thread per core (torch's own default) is the fastest on an idle machine and by far the slowest on a busy one:
+    torch's threads then wait at every barrier for a thread the scheduler has put aside. Measured on 2 cores with the
+    demo's training (README, "Threads"): 2 threads 1.3-1.4x faster than 1 on an idle machine, 1.9-2.3x slower with
+    one other process burning a core, 2-14x slower when other jobs share the cores. The choice is made once, when
+    the run starts; pass --threads N to fix it (a resumed run decides afresh)."""
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    per_process = max(1, usable_cores() // local)
+    idle = idle_cores()
+    if idle is None:
+        return max(1, per_process - 1)
+    return max(1, min(per_process, int(idle / local + 0.5)))
+
+
+def set_cpu_threads(threads: int = 0) -> int:
+    """Set torch's intra-op threads: `threads`, or with 0 default_threads() unless OMP_NUM_THREADS is set (then
+    torch already took it from there). Returns the count in force."""
+    if threads:
+        torch.set_num_threads(threads)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(default_threads())
+    return torch.get_num_threads()
+
+
+def init_runtime(device: str = "auto", precision: str = "auto", threads: int = 0) -> Runtime:
+    """Join torchrun's process group when WORLD_SIZE > 1 (NCCL on GPU, gloo on CPU); on CPU set torch's threads
+    (`threads`, 0: default_threads())."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        set_cpu_threads(threads)
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
