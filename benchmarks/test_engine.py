@@ -7,7 +7,10 @@ Python loop over samples, vectorized NumPy inside, then np.stack as the collate)
 the same run; both are checked equal before timing. Rounds alternate (best of several) so both see the same load.
 The same epoch is also timed on one Numba thread: the kernel's cost per sample without thread overheads, and the
 figure to compare when other work shares the machine's cores.
-Also: Numba compile time of the kernel, cold (fresh NUMBA_CACHE_DIR) and cached, each in a fresh subprocess.
+Compile time is kept apart from throughput: warm-ups compile (or load) every kernel a case times before timing, and
+their compile seconds are reported as `compile_s` (0 when Numba's cache had them). `test_compile_time` measures what
+a first `predict` and a first CPU `train` compile on an empty cache (fresh NUMBA_CACHE_DIR, fresh processes) and the
+cached load, and checks that predict compiles no augmentation op and no parallel kernel.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numba
 import numpy as np
 import pytest
 
-from slr_fast.engine import BatchProcessor
+from slr_fast.engine import BatchProcessor, compile_seconds
 from slr_fast.layout import DEFAULT_LAYOUT
 from slr_fast.preprocess import PreprocessConfig
 
@@ -66,7 +69,10 @@ def _throughput(benchmark, request, data, augment, group: str):
     frames, offsets = data
     N = len(offsets) - 1
     bp = BatchProcessor(DEFAULT_LAYOUT, PreprocessConfig(T=T), augment, seed=0)
-    bp.warmup()
+    compile_seconds.clear()
+    bp.warmup()  # the parallel kernel (this thread's Numba threads, batches of B)...
+    bp.warmup(threads=1)  # ...and the one-thread kernel timed below: compiles stay outside the timed region
+    compile_s = sum(compile_seconds.values())  # 0 when Numba's cache had them
     out = bp.alloc(B)
     order = np.random.default_rng(1).permutation(N)
     batches = [order[s:s + B] for s in range(0, N - B + 1, B)]
@@ -105,7 +111,7 @@ def _throughput(benchmark, request, data, augment, group: str):
         "one_thread_samples_per_s": round(n_kernel / t1), "one_thread_cpu_us_per_sample": round(c1 / n_kernel * 1e6, 2),
         "numpy_cpu_us_per_sample": round(c_ref / len(sub) * 1e6, 1),
         "load_average_1min": round(os.getloadavg()[0], 1),
-        "batch": B, "T": T, "threads": threads, "augment": bp.augment.to_config(),
+        "batch": B, "T": T, "threads": threads, "augment": bp.augment.to_config(), "compile_s": round(compile_s, 1),
         "mean_frames": float(np.diff(offsets).mean()),
     })
     print(f"\n{group} ({len(bp.augment)} ops): {sps:,.0f} samples/s, NumPy per-sample {ref_sps:,.0f} samples/s, "
@@ -130,39 +136,56 @@ def test_full_augment(benchmark, request, data):
 
 
 _COMPILE = """
-import json, time
+import json, sys, time
+from numba.core import event
+compiled = []
+class Record(event.Listener):
+    def on_start(self, ev):
+        pass
+    def on_end(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__module__ + "." + ev.data["dispatcher"].py_func.__qualname__)
+event.register("numba:compile", Record())
 t0 = time.perf_counter()
 from slr_fast.engine import BatchProcessor
 from slr_fast.layout import DEFAULT_LAYOUT
 t1 = time.perf_counter()
-BatchProcessor(DEFAULT_LAYOUT, None, "full").warmup()
-print(json.dumps({"import_s": t1 - t0, "compile_s": time.perf_counter() - t1}))
+if sys.argv[1] == "predict":  # a few files, preprocessing only, on the calling thread
+    BatchProcessor(DEFAULT_LAYOUT).warmup(batch_size=1)
+else:  # a CPU training run: its loaders' one-thread kernels, the augmenting one and evaluation's
+    BatchProcessor(DEFAULT_LAYOUT, None, "default").warmup(threads=1)
+    BatchProcessor(DEFAULT_LAYOUT).warmup(threads=1)
+print(json.dumps({"import_s": t1 - t0, "compile_s": time.perf_counter() - t1, "compiled": compiled}))
 """
 
 
 @pytest.mark.slow
 def test_compile_time(benchmark, tmp_path):
-    """Kernel compile time: cold (empty Numba cache) and cached (second process, same cache)."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"))
-
-    def once() -> dict:
-        res = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=900)
+    """Compile time apart from throughput: what a first `predict` and a first CPU `train` compile, each in a fresh
+    process on an empty Numba cache, and the same `train` again from the cache. Also checks that predict compiles
+    no augmentation op and no parallel kernel, and that the cached run compiles nothing and rewrites no entry."""
+    def once(what: str, cache: str) -> dict:
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / cache))
+        res = subprocess.run([sys.executable, "-c", _COMPILE, what], env=env, capture_output=True, text=True,
+                             timeout=900)
         assert res.returncode == 0, res.stderr
         return json.loads(res.stdout.strip().splitlines()[-1])
 
-    cache_dir = tmp_path / "numba_cache"
+    def cache_files(cache: str) -> dict:
+        return {str(f): f.stat().st_mtime_ns for f in (tmp_path / cache).rglob("*") if f.suffix in (".nbi", ".nbc")}
 
-    def cache_files() -> dict:
-        return {str(f): f.stat().st_mtime_ns for f in cache_dir.rglob("*") if f.suffix in (".nbi", ".nbc")}
-
-    cold = once()
-    after_cold = cache_files()
-    cached = benchmark.pedantic(once, rounds=1, iterations=1)
+    predict = once("predict", "predict")
+    assert not [f for f in predict["compiled"] if ".augment." in f or f.endswith("._parallel")], predict["compiled"]
+    train = once("train", "train")
+    after_cold = cache_files("train")
+    cached = benchmark.pedantic(lambda: once("train", "train"), rounds=1, iterations=1)
     benchmark.group = "preprocess"
-    benchmark.extra_info.update({"compile_cold_s": round(cold["compile_s"], 2),
-                                 "compile_cached_s": round(cached["compile_s"], 2),
-                                 "import_s": round(cached["import_s"], 2)})
-    print(f"\ncompile: cold {cold['compile_s']:.1f} s, cached {cached['compile_s']:.2f} s")
-    # The cache was used: the cold run wrote it, and the second process neither added nor rewrote an entry.
+    benchmark.extra_info.update({"predict_compile_cold_s": round(predict["compile_s"], 2),
+                                 "train_compile_cold_s": round(train["compile_s"], 2),
+                                 "train_compile_cached_s": round(cached["compile_s"], 2),
+                                 "import_s": round(cached["import_s"], 2),
+                                 "load_average_1min": round(os.getloadavg()[0], 1)})
+    print(f"\ncompile: predict cold {predict['compile_s']:.1f} s, CPU train cold {train['compile_s']:.1f} s, "
+          f"cached {cached['compile_s']:.2f} s; load average {os.getloadavg()[0]:.1f}")
+    # The cache was used: the cold run wrote it, and the second process compiled nothing and rewrote no entry.
     assert after_cold, "the cold run wrote no Numba cache"
-    assert cache_files() == after_cold
+    assert cached["compiled"] == [] and cache_files("train") == after_cold
