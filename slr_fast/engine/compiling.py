@@ -12,9 +12,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Seconds a first compile took on this project's 2-core machine (README, "Preprocessing and augmentation"), by
-# (kernel, augmented): the estimate the notice gives.
-COMPILE_ESTIMATE_S = {("_serial", False): 20, ("_serial", True): 45, ("_parallel", False): 30, ("_parallel", True): 55}
+# Seconds a first compile took on this project's 2-core machine with a core to itself, each on an empty cache (README,
+# "Preprocessing and augmentation"), by (kernel, augmented): the estimate the notice gives.
+COMPILE_ESTIMATE_S = {("_serial", False): 25, ("_serial", True): 40, ("_parallel", False): 35, ("_parallel", True): 50}
 ready: set[tuple[str, bool]] = set()  # (kernel, augmented) this process has compiled or loaded from the cache
 compile_seconds: dict[str, float] = {}  # what was compiled in this process -> seconds it took
 
