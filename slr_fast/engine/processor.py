@@ -31,8 +31,8 @@ from slr_fast.layout import Layout
 from slr_fast.preprocess import reference as pre_ref
 from slr_fast.preprocess.config import FLAG_EMPTY, FLAG_NO_HAND, FLAG_NO_POINTS, PreprocessConfig
 
-# Batches smaller than this run on the calling thread: a few samples are microseconds of work, less than waking
-# Numba's threads, and `predict` on a handful of files then never compiles the parallel kernel.
+# Batches smaller than this run on the calling thread: threads save little on a few samples (~20 us each), and
+# `predict` on a handful of files then never compiles the parallel kernel.
 PARALLEL_MIN_BATCH = 64
 # Held around every call of the parallel kernel: Numba's workqueue threading layer (the fallback where neither TBB
 # nor OpenMP is available) aborts the process when two threads enter parallel code at once. Serial calls need no
