@@ -52,6 +52,7 @@ class ModelConfig:
     multi_level: bool = True  # the main classifier also sees the pooled output of every earlier backbone stage
     aux_heads: bool = True  # deep supervision: a classifier on every stage before the last
     head_hidden: int = 0  # hidden width of the main classifier; 0 = dim
+    part_heads: bool = False  # a classifier per body part on its own tokens (the cross-modal consistency loss)
 
     # --- regularization ---
     dropout: float = 0.1  # on the embedding, every residual branch and the classifier's hidden layer
@@ -226,7 +227,7 @@ _BOUNDS: dict[str, tuple[type, float, float, str]] = {
     "drop_path": (float, 0.0, 1.0, "[)"),
     "layerdrop": (float, 0.0, 1.0, "[)"),
 }
-_BOOLS = ("use_motion", "multi_level", "aux_heads")
+_BOOLS = ("use_motion", "multi_level", "aux_heads", "part_heads")
 _TUPLES = ("part_names", "part_sizes", "pooling", "pool_scales")
 _NOUNS = {int: "an integer", float: "a finite number"}
 

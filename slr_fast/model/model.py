@@ -7,6 +7,7 @@
       -> global stage: TransformerBlocks with full attention                    -> level 3 (final)
       -> MultiScalePooling of the final level (+ mean/max of earlier levels)    -> main classifier -> logits
       -> mean/max of each earlier level                                         -> auxiliary classifiers
+      (-> mean/max of each part's own tokens over its seen frames -> per-part classifiers, with part_heads)
 
 Every attention / RMSNorm / SwiGLU goes through the model's one KernelOps (layers.py), bound from its KernelConfig
 per device inside the model, so the same parameters run on the PyTorch, native or Triton backends. The blocks
@@ -85,11 +86,13 @@ class PartEmbedding(nn.Module):
         self.fuse = nn.Linear(num_parts * cfg.part_dim, cfg.dim)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> frame vectors (B, T, dim), the part tokens before cross-modal attention (B, T, parts, part_dim) and
+        which parts are seen in each frame (B, T, parts): a token there depends on its own part's points only."""
         B, T, P, C = x.shape
         x = x * mask.unsqueeze(-1)  # undetected points carry no coordinates, whatever the loader filled in
         motion = frame_motion(x, mask) if self.use_motion else None
-        tokens, start = [], 0
+        tokens, seen, start = [], [], 0
         for i, (name, n) in enumerate(zip(self.part_names, self.part_sizes, strict=True)):
             sl = slice(start, start + n)
             start += n
@@ -100,7 +103,8 @@ class PartEmbedding(nn.Module):
             present = mask[:, :, sl].amax(dim=-1, keepdim=True)  # (B, T, 1): any point of the part seen
             tok = present * tok + (1.0 - present) * self.absent[i]
             tokens.append(tok + self.part_type[i])
-        tok = torch.stack(tokens, dim=2)  # (B, T, parts, part_dim)
+            seen.append(present.squeeze(-1))
+        tok = own = torch.stack(tokens, dim=2)  # (B, T, parts, part_dim)
         if len(self.cross):
             parts, pd = tok.shape[2], tok.shape[3]
             seq = tok.reshape(B * T, parts, pd)  # (B*T, parts, part_dim): each frame's parts attend to each other
@@ -108,7 +112,7 @@ class PartEmbedding(nn.Module):
                 seq = block(seq)
             tok = seq.view(B, T, parts, pd)  # (B, T, parts, part_dim)
         frame = tok.flatten(2)  # (B, T, parts*part_dim)
-        return self.dropout(self.fuse(self.fuse_norm(frame)))  # (B, T, dim)
+        return self.dropout(self.fuse(self.fuse_norm(frame))), own, torch.stack(seen, dim=2)
 
 
 class AuxHead(nn.Module):
@@ -126,6 +130,28 @@ class AuxHead(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(self.norm(feats)))
+
+
+class PartHeads(nn.Module):
+    """One AuxHead per body part on the mean and max of that part's own tokens over the frames it is seen in
+    -> part logits (B, parts, K), and which parts were seen at all (B, parts) bool.
+
+    The tokens are taken before cross-modal attention, so each prediction rests on one part's points alone (after
+    it, a part could agree with the others by copying them). Trained by the cross-modal consistency loss
+    (slr_fast.train.losses.part_losses); built only with ModelConfig.part_heads.
+    """
+
+    def __init__(self, ops: KernelOps, num_parts: int, part_dim: int, num_classes: int, dropout: float = 0.0,
+                 eps: float = 1e-6):
+        super().__init__()
+        self.heads = nn.ModuleList(AuxHead(ops, 2 * part_dim, num_classes, dropout, eps) for _ in range(num_parts))
+
+    def forward(self, tokens: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = []
+        for i, head in enumerate(self.heads):
+            mean, mx = masked_mean_max(tokens[:, :, i], seen[:, :, i])  # (B, part_dim) each
+            logits.append(head(torch.cat([mean, mx], dim=-1)))  # (B, K)
+        return torch.stack(logits, dim=1), seen.any(dim=1)  # (B, parts, K), (B, parts)
 
 
 class ClassifierHead(nn.Module):
@@ -149,6 +175,8 @@ class ModelOutput(NamedTuple):
 
     logits: torch.Tensor
     aux_logits: list[torch.Tensor]
+    part_logits: torch.Tensor | None = None  # (B, parts, K) with ModelConfig.part_heads, else None
+    part_seen: torch.Tensor | None = None  # (B, parts) bool: the part was seen in a valid frame
 
 
 def lengths_from_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -202,6 +230,8 @@ class SignModel(nn.Module):
         self.aux_heads = nn.ModuleList(
             AuxHead(ops, 2 * cfg.dim, cfg.num_classes, cfg.dropout, cfg.norm_eps) for _ in range(n_aux)
         )
+        self.part_heads = (PartHeads(ops, len(cfg.part_names), cfg.part_dim, cfg.num_classes, cfg.dropout,
+                                     cfg.norm_eps) if cfg.part_heads else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -251,7 +281,7 @@ class SignModel(nn.Module):
         lengths = lengths_from_mask(mask) if length is None else length.to(x.device, torch.int32).clamp(0, T)
         valid = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T) frame t < length
 
-        h = self.embed(x, mask)  # (B, T, D)
+        h, part_tokens, part_seen = self.embed(x, mask)  # (B, T, D), (B, T, parts, part_dim), (B, T, parts)
         levels = []
         if len(self.local_blocks):
             h = self._transformer_stage(self.local_blocks, h, lengths)
@@ -274,7 +304,10 @@ class SignModel(nn.Module):
             feats = torch.cat([feats, *earlier], dim=-1)  # (B, head_in)
         logits = self.head(feats)
         aux_logits = [head(f) for head, f in zip(self.aux_heads, earlier, strict=False)]
-        return ModelOutput(logits, aux_logits)
+        if self.part_heads is None:
+            return ModelOutput(logits, aux_logits)
+        part_logits, seen = self.part_heads(part_tokens, (part_seen > 0) & valid.unsqueeze(-1))
+        return ModelOutput(logits, aux_logits, part_logits, seen)
 
     def _transformer_stage(self, blocks: nn.ModuleList, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         p = self.config.layerdrop
