@@ -199,14 +199,27 @@ def make_layout(pose: str | tuple[int, ...] = "upper_body", with_z: bool = False
     )
 
 
-LAYOUT_NAMES = ("default", "arm", "default_z", "arm_z")  # what get_layout knows (the CLI's --layout choices)
+def make_hands_layout(with_z: bool = False) -> Layout:
+    """Hands only, 42 points: left hand 21, right hand 21 (sources that hold no face or body, e.g. Slovo's
+    released MediaPipe Hands keypoints)."""
+    return Layout(
+        parts=(Part("left_hand", "left_hand", tuple(range(21))), Part("right_hand", "right_hand", tuple(range(21)))),
+        channels=("x", "y", "z") if with_z else ("x", "y"),
+        name="hands_z" if with_z else "hands",
+    )
+
+
+# What get_layout knows (the CLI's --layout choices).
+LAYOUT_NAMES = ("default", "arm", "default_z", "arm_z", "hands", "hands_z")
 
 
 def get_layout(name: str) -> Layout:
-    """Named layouts: default, arm, default_z, arm_z."""
+    """Named layouts: default, arm, hands (hands only), and each with z (default_z, arm_z, hands_z)."""
     if name not in LAYOUT_NAMES:
         raise UserInputError(f"unknown layout {name!r}; valid: {', '.join(LAYOUT_NAMES)}")
     base, _, z = name.partition("_")
+    if base == "hands":
+        return make_hands_layout(with_z=bool(z))
     return make_layout({"default": "upper_body", "arm": "arm"}[base], with_z=bool(z))
 
 
