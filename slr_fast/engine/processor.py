@@ -27,6 +27,7 @@ from slr_fast.augment.pipeline import AugmentPipeline, load_pipeline
 from slr_fast.augment.rng import stream_key_np, uniform1_np
 from slr_fast.engine import compiling
 from slr_fast.engine.kernels import Augment, Out, Prep, Source, _parallel, _serial, layout_tables
+from slr_fast.errors import UserInputError
 from slr_fast.layout import Layout
 from slr_fast.preprocess import reference as pre_ref
 from slr_fast.preprocess.config import FLAG_EMPTY, FLAG_NO_HAND, FLAG_NO_POINTS, PreprocessConfig
@@ -67,7 +68,7 @@ class BatchProcessor:
         self.seed = int(seed)
         self.tables = layout_tables(layout)
         if self.preprocess.drop_handless and self.tables.hand_points.size == 0:
-            raise ValueError(f"drop_handless=True needs a layout with hand parts; layout {layout.name!r} has parts "
+            raise UserInputError(f"drop_handless=True needs a layout with hand parts; layout {layout.name!r} has parts "
                              f"{list(layout.part_names)}")
         self._ops, self._params, self._n_temporal = self.augment.kernel_tables()
         self._growth = self.augment.growth()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from slr_fast.errors import UserInputError
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -31,12 +33,12 @@ def select(store, *, split: str | Sequence[str] | None = None, classes: Sequence
         present = set(np.unique(store.signers).tolist())
         absent = sorted(set(signers) - present)
         if absent:
-            raise ValueError(f"{store.where}: signers {absent} do not occur in the store "
+            raise UserInputError(f"{store.where}: signers {absent} do not occur in the store "
                              f"(present: {sorted(present)[:20]})")
     indices = store.select(split=split, signers=signers, classes=None if classes is None else subset.ids)
     if len(indices) == 0:
         what = [f"split {split!r}" if split is not None else "", f"{len(names)} classes" if classes else "",
                 f"signers {list(signers)}" if signers is not None else ""]
-        raise ValueError(f"{store.where}: no sequences match {', '.join(w for w in what if w)} "
+        raise UserInputError(f"{store.where}: no sequences match {', '.join(w for w in what if w)} "
                          f"(the store has {len(store)} sequences: {store.split_counts()})")
     return Selection(indices=np.asarray(indices, np.int64), class_names=names, label_lut=lut)

@@ -18,7 +18,7 @@ from slr_fast.preprocess import PreprocessConfig
 from slr_fast.store import KeypointStore
 from slr_fast.store.location import is_url
 from slr_fast.store.schema import CHECKSUMS_KEY
-from slr_fast.train.config import ConfigError, TrainConfig
+from slr_fast.train.config import ConfigError, DataConfig, TrainConfig
 from slr_fast.train.runtime import Runtime
 
 
@@ -131,6 +131,14 @@ def build_data(config: TrainConfig, rt: Runtime) -> RunData:
     def has(split: str) -> bool:
         return counts.get(split, 0) > 0
 
+    defaults = DataConfig()
+    for what, split, default in (("val", dc.val_split, defaults.val_split), ("test", dc.test_split,
+                                                                              defaults.test_split)):
+        # A split the user named must exist; the default names may be absent (the run then has no validation
+        # or no final test, and says so when it starts).
+        if split and split != default and not has(split):
+            raise UserInputError(f"{dc.store}: no sequences in split {split!r} (data.{what}_split); the store's "
+                                 f"splits: {dict(sorted(counts.items()))}; pass --set data.{what}_split= for none")
     if not has(dc.train_split):
         raise UserInputError(f"{dc.store}: no sequences in split {dc.train_split!r}; make a split with "
                              "`slr-fast split STORE` or choose one with --set data.train_split=NAME")

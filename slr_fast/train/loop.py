@@ -41,9 +41,9 @@ from slr_fast.train.config import TrainConfig
 from slr_fast.train.data import RunData, absolute_location, build_data
 from slr_fast.train.ema import EMA
 from slr_fast.train.evaluate import run_eval
-from slr_fast.train.losses import deep_supervision_loss
 from slr_fast.train.mixup import mixup_batch
 from slr_fast.train.optim import build_optimizer
+from slr_fast.train.remedies import PART_HEADS, Remedies, matching_part_heads, prepare_config
 from slr_fast.train.report import plot_run, write_report
 from slr_fast.train.runtime import Runtime, all_gather_objects, all_reduce_sum, init_runtime
 from slr_fast.train.schedule import LRSchedule
@@ -99,6 +99,10 @@ class Trainer:
         self.sched = LRSchedule(self.opt, config.schedule, config.epochs * self.steps_per_epoch)
         self.scaler = self.rt.grad_scaler()
         self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
+        self.remedies = Remedies(config, self.model, self.ema, self.data.classes, self.sched.total,
+                                 self.steps_per_epoch, self.rt.device, self.rt.autocast)
+        if config.init_from and not resume:
+            self.remedies.take_over(self._init_state.get("remedies"), self._init_state["path"])
         self.mix_gen = torch.Generator().manual_seed(config.seed + 7919)
         self.epoch, self.step, self.history = 0, 0, []
         self.best, self.bad_epochs = None, 0
@@ -130,6 +134,7 @@ class Trainer:
             "schedule": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
+            "remedies": self.remedies.state_dict(),
             "rng": rng_state(),
             "mix_gen": self.mix_gen.get_state(),
             "loader": self.data.train.state_dict(),
@@ -174,6 +179,7 @@ class Trainer:
         if self.ema:
             load_model_weights(self.ema.module, st["ema"]["module"], f"{path}: field 'ema'")
             self.ema.updates = int(st["ema"]["updates"])
+        self.remedies.load_state_dict(st.get("remedies"), path)
         with _applying(path, "mix_gen"):
             self.mix_gen.set_state(st["mix_gen"])
         with _applying(path, "loader"):
@@ -196,7 +202,9 @@ class Trainer:
         if not same_classes and not self.cfg.new_head:
             raise CheckpointError(f"{path}: trained on {len(st['classes'])} classes, this stage has "
                                   f"{len(self.data.classes)}; pass --new-head to re-initialise the classifiers")
-        skipped = load_model_weights(self.model, st["model"], st["path"], strict=same_classes)
+        self._init_state = st  # the remedies take over its confusion matrix
+        skipped = load_model_weights(self.model, matching_part_heads(self.model, st["model"]), st["path"],
+                                     strict=same_classes)
         beyond = [k for k in skipped if not k.startswith(CLASSIFIER_PREFIXES)]
         if beyond:
             raise CheckpointError(f"{path}: weights do not fit this model beyond the classifiers ({len(beyond)} "
@@ -227,8 +235,7 @@ class Trainer:
                 target = target.to(rt.device)
             with rt.autocast():
                 out = model(x, mask, length)
-            loss, _ = deep_supervision_loss(out.logits, out.aux_logits, target, lc.aux_weight, lc.focal_gamma,
-                                            lc.label_smoothing)
+            loss, parts = self.remedies.loss(out, x, mask, length, target, self.step)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"non-finite loss {float(loss)} at epoch {self.epoch} step {self.step}; "
                                        "lower the learning rate or use fp32/bf16")
@@ -248,16 +255,21 @@ class Trainer:
             self.partial["loss"] += float(loss.detach()) * b
             self.partial["n"] += b
             self.partial["correct"] += float((out.logits.detach().argmax(1) == label).sum())
+            for k, v in parts.items():  # the loss components, summed like the loss (and kept by a checkpoint)
+                self.partial[k] = self.partial.get(k, 0.0) + v * b
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", sps=f"{seen / (time.perf_counter() - t0):.0f}")
             bar.update(1)
             if cfg.save_every_steps and self.step % cfg.save_every_steps == 0:
                 self._save("last.pt")
         bar.close()
-        loss_sum, n, correct = all_reduce_sum(rt, [self.partial["loss"], self.partial["n"], self.partial["correct"]])
+        names = sorted(k for k in self.partial if k.startswith("loss_"))
+        loss_sum, n, correct, *components = all_reduce_sum(
+            rt, [self.partial["loss"], self.partial["n"], self.partial["correct"], *map(self.partial.get, names)])
         self.partial = {"loss": 0.0, "n": 0.0, "correct": 0.0}
         dt = time.perf_counter() - t0
         return {"train_loss_aug": loss_sum / max(n, 1), "train_acc_aug": correct / max(n, 1),
-                "samples_per_s": seen * rt.world_size / dt, "epoch_time_s": dt}
+                "samples_per_s": seen * rt.world_size / dt, "epoch_time_s": dt,
+                **{k: v / max(n, 1) for k, v in zip(names, components, strict=True)}}
 
     def _evaluate(self, rec: dict):
         d = self.data
@@ -298,10 +310,18 @@ class Trainer:
             print(f"run {self.run_dir}: {len(self.data.train_indices)} train sequences, {self.data.num_classes} "
                   f"classes, {rt.device} {rt.precision}, world {rt.world_size}, kernels {self.model.kernel_report()}")
             print(f"augmentation: {self.data.augment_config or 'none'}")
+            dc = cfg.data
+            if self.data.val is None:
+                print(f"no validation: the store has no split {dc.val_split!r}" if dc.val_split else
+                      "no validation (data.val_split is empty)", "- no best.pt and no early stopping; the last "
+                      "epoch's weights are the run's")
+            if self.data.test is None and dc.test_split:
+                print(f"no final test: the store has no split {dc.test_split!r}")
         stopped = False
         while self.epoch < cfg.epochs and not stopped:
             # The rate at the epoch's first step, also when a resumed run starts mid-epoch.
-            rec = {"kind": "epoch", "epoch": self.epoch, "lr": self.sched.lr_at(self.epoch * self.steps_per_epoch)}
+            rec = {"kind": "epoch", "epoch": self.epoch, "lr": self.sched.lr_at(self.epoch * self.steps_per_epoch),
+                   **self.remedies.epoch_record(self.epoch * self.steps_per_epoch)}
             rec.update(self._train_epoch())
             self._evaluate(rec)
             improved = self._is_better(rec)
@@ -396,6 +416,7 @@ def fit(config: TrainConfig, resume: str | None = None, progress: bool | None = 
         config = TrainConfig.from_dict(config.to_dict())  # the caller's config stays as given
         config.data.store = absolute_location(config.data.store)
         config.init_from = absolute_location(config.init_from)
+        prepare_config(config)
     if progress is not None:
         config.progress = progress
     with _sigterm_as_exit():
@@ -409,7 +430,7 @@ def fit(config: TrainConfig, resume: str | None = None, progress: bool | None = 
 
 
 # Parameters a new head re-initialises (`--new-head`): the main classifier and the auxiliary ones.
-CLASSIFIER_PREFIXES = ("head.", "aux_heads.")
+CLASSIFIER_PREFIXES = ("head.", "aux_heads.", PART_HEADS)
 
 
 @contextlib.contextmanager

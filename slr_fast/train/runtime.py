@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from slr_fast.errors import UserInputError
 from slr_fast.loader.loader import usable_cores
 from slr_fast.train.config import DEVICE_PATTERN, DEVICES
 
@@ -42,7 +43,7 @@ def resolve_device(name: str) -> torch.device:
     """auto → the local CUDA device when present (LOCAL_RANK under torchrun), else CPU; anything else must be one
     of DEVICES and present on this machine."""
     if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
-        raise ValueError(f"--device {name!r}: not one of {DEVICES}")
+        raise UserInputError(f"--device {name!r}: not one of {DEVICES}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -50,12 +51,12 @@ def resolve_device(name: str) -> torch.device:
     dev = torch.device(name)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available on this machine")
+            raise UserInputError(f"--device {name}: CUDA is not available on this machine")
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+            raise UserInputError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
     if dev.type == "mps" and not (torch.backends.mps.is_available()):
-        raise ValueError(f"--device {name}: Apple's MPS backend is not available on this machine")
+        raise UserInputError(f"--device {name}: Apple's MPS backend is not available on this machine")
     return dev
 
 
@@ -63,7 +64,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """auto → bf16 on GPUs with native bf16 (sm_80+), fp16 with loss scaling on older ones (P100), fp32 on CPU."""
     if precision != "auto":
         if device.type == "cpu" and precision == "fp16":
-            raise ValueError("fp16 training on CPU is not supported; use fp32 or bf16")
+            raise UserInputError("fp16 training on CPU is not supported; use fp32 or bf16")
         return precision
     if device.type != "cuda":
         return "fp32"

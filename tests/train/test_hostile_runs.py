@@ -110,6 +110,20 @@ def test_batch_larger_than_the_training_split_is_refused_up_front(small_store, s
     assert load_checkpoint(run / "last.pt", fields=("step",))["step"] == 1
 
 
+def test_a_named_split_the_store_lacks_is_refused_not_skipped(small_store, small_args, tmp_path, capsys):
+    for key in ("val_split", "test_split"):
+        run = tmp_path / key
+        rc, _, err = call_cli(small_args(small_store, run, "--set", f"data.{key}=nope"), capsys)
+        assert_one_line_error(rc, err, "'nope'", f"data.{key}", "'train'")
+        assert not run.exists()
+    # Empty means none, on purpose: the run trains and says it has no validation.
+    run = tmp_path / "none"
+    rc, out, err = call_cli(small_args(small_store, run, "--set", "data.val_split=", "--epochs", "1"), capsys)
+    assert rc == 0, err
+    assert "no validation" in out
+    assert (run / "last.pt").exists() and not (run / "best.pt").exists()
+
+
 @pytest.mark.timeout(120)  # a reader that opened a FIFO would block: fail instead of hanging
 def test_fifos_for_augment_and_init_from_are_refused(small_store, small_args, tmp_path, capsys):
     fifo = tmp_path / "pipe"
