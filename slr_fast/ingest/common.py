@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -229,6 +229,57 @@ def signer_problem(raw: str | None, what: str) -> tuple[int, str | None]:
     return value, None
 
 
+def entry_label_problem(e: SourceEntry, class_id: Mapping[str, int], provenance: Mapping) -> str | None:
+    """Why an entry's labels make it unusable (its own problem, no label, a sign outside the classes), or None."""
+    if e.problem:
+        return e.problem
+    if e.sign is None:
+        return f"no label: the file is not listed in {provenance.get('source', 'the labels')}"
+    if e.sign not in class_id:
+        return f"unknown sign {e.sign!r} (not among the {len(class_id)} classes of the class map)"
+    return None
+
+
+def check_labels(entries: Sequence[SourceEntry], class_id: Mapping[str, int], provenance: Mapping) -> None:
+    """Raise the IngestError of the first entry whose labels are unusable (before any file is read)."""
+    for e in entries:
+        problem = entry_label_problem(e, class_id, provenance)
+        if problem:
+            raise IngestError(e.path, problem)
+
+
+def match_files(files: Sequence[str | os.PathLike], entries: Sequence[SourceEntry], csv_path: Path,
+                suffixes: Sequence[str]) -> list[SourceEntry]:
+    """The labelled entry of every given file (folders expand to their files with one of `suffixes`, sorted).
+
+    A file is matched by its path, else by its name when exactly one labels row has that name; an unlabelled file
+    is kept as an entry without a sign, so --skip-bad reports it like any other bad file.
+    """
+    wanted = tuple(s.lower() for s in suffixes)
+    paths: dict[str, Path] = {}  # a file named twice (itself and via its folder) is ingested once, first place
+    for f in files:
+        f = Path(f)
+        found = sorted(p for p in f.rglob("*") if p.suffix.lower() in wanted and p.is_file()) if f.is_dir() else [f]
+        for p in found:
+            paths.setdefault(os.path.normpath(p.absolute()), p)
+    by_path = {os.path.normpath(e.path): e for e in entries}
+    by_name: dict[str, list[SourceEntry]] = {}
+    for e in entries:
+        by_name.setdefault(e.path.name, []).append(e)
+    out = []
+    for key, p in paths.items():
+        e = by_path.get(key)
+        if e is None and len(by_name.get(p.name, [])) == 1:  # labels listed by file name only
+            e = by_name[p.name][0]
+        if e is None:
+            # Kept as an entry whose sign cannot resolve, so --skip-bad reports it like any other bad file.
+            e = SourceEntry(p, None, -1, str(p), -1)
+        out.append(replace(e, path=p))
+    if not out:
+        raise IngestError(csv_path, f"no {'/'.join(wanted)} files among {[str(f) for f in files]}")
+    return out
+
+
 def write_entries(out: str | os.PathLike, entries: Sequence[SourceEntry],
                   read: Callable[[SourceEntry], np.ndarray], *, layout: Layout, classes: Sequence[str],
                   provenance: dict, workers: int | None = None, skip_bad: bool = False, overwrite: bool = False,
@@ -249,19 +300,10 @@ def write_entries(out: str | os.PathLike, entries: Sequence[SourceEntry],
     workers = default_workers() if workers is None else int(workers)
 
     def label_problem(e: SourceEntry) -> str | None:
-        if e.problem:
-            return e.problem
-        if e.sign is None:
-            return f"no label: the file is not listed in {provenance.get('source', 'the labels')}"
-        if e.sign not in class_id:
-            return f"unknown sign {e.sign!r} (not among the {len(class_id)} classes of the class map)"
-        return None
+        return entry_label_problem(e, class_id, provenance)
 
     if not skip_bad:  # a bad label fails before any file is read, not after thousands
-        for e in entries:
-            problem = label_problem(e)
-            if problem:
-                raise IngestError(e.path, problem)
+        check_labels(entries, class_id, provenance)
 
     def load(e: SourceEntry) -> np.ndarray:
         problem = label_problem(e)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ from slr_fast.ingest.common import (
     assign_signer_split,
     check_frames,
     check_unique_ids,
+    match_files,
     resolve_classes,
     signer_problem,
     write_entries,
@@ -218,31 +218,6 @@ def read_pose_labels(csv_path: str | os.PathLike) -> tuple[list[SourceEntry], li
     return entries, names
 
 
-def _match_files(files: list[str | os.PathLike], entries: list[SourceEntry], csv_path: Path) -> list[SourceEntry]:
-    """The labelled entry of every given file (directories expand to their *.pose files, sorted)."""
-    paths: dict[str, Path] = {}  # a file named twice (itself and via its folder) is ingested once, first place
-    for f in files:
-        f = Path(f)
-        for p in sorted(f.rglob("*.pose")) if f.is_dir() else [f]:
-            paths.setdefault(os.path.normpath(p.absolute()), p)
-    by_path = {os.path.normpath(e.path): e for e in entries}
-    by_name: dict[str, list[SourceEntry]] = {}
-    for e in entries:
-        by_name.setdefault(e.path.name, []).append(e)
-    out = []
-    for key, p in paths.items():
-        e = by_path.get(key)
-        if e is None and len(by_name.get(p.name, [])) == 1:  # labels listed by file name only
-            e = by_name[p.name][0]
-        if e is None:
-            # Kept as an entry whose sign cannot resolve, so --skip-bad reports it like any other bad file.
-            e = SourceEntry(p, None, -1, str(p), -1)
-        out.append(replace(e, path=p))
-    if not out:
-        raise IngestError(csv_path, f"no .pose files among {[str(f) for f in files]}")
-    return out
-
-
 def ingest_pose(files: list[str | os.PathLike] | None, labels_csv: str | os.PathLike, out: str | os.PathLike, *,
                 layout: Layout = DEFAULT_LAYOUT, classes: str | os.PathLike | list[str] | None = None,
                 coords: str = "auto", missing_points: str = "error", workers: int | None = None,
@@ -257,7 +232,7 @@ def ingest_pose(files: list[str | os.PathLike] | None, labels_csv: str | os.Path
     """
     csv_path = Path(labels_csv)
     entries, signer_names = read_pose_labels(csv_path)
-    chosen = entries if not files else _match_files(list(files), entries, csv_path)
+    chosen = entries if not files else match_files(list(files), entries, csv_path, (".pose",))
     class_names = resolve_classes((e.sign for e in entries if e.sign is not None), classes)
     split_rule = "labels split column" if any(e.split >= 0 for e in entries) else "none"
     if split_by_signer is not None:
