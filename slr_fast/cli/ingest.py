@@ -1,19 +1,21 @@
-"""`slr-fast ingest gislr | pose`: keypoint sources into a Zarr keypoint store."""
+"""`slr-fast ingest gislr | pose | slovo`: keypoint sources (and Slovo's videos) into a Zarr keypoint store."""
 
 from __future__ import annotations
 
 import argparse
 
-from slr_fast.cli.main import at_least, three_numbers
+from slr_fast.cli.main import at_least, finite, three_numbers
 from slr_fast.layout import LAYOUT_NAMES, get_layout
 from slr_fast.store.schema import compression_names
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, signer_split: bool = True, layout: str | None = "default",
+            layout_default: str = "%(default)s") -> None:
     p.add_argument("--out", required=True, metavar="STORE", help="store to write (folder or fsspec URL)")
-    p.add_argument("--layout", default="default", choices=LAYOUT_NAMES,
+    p.add_argument("--layout", default=layout, choices=LAYOUT_NAMES,
                    help="keypoint layout: default = lips 40 + hands 2x21 + pose 5 (nose, shoulders, elbows), "
-                        "arm = GISLR-notebook arm points; _z adds the z coordinate (default: %(default)s)")
+                        "arm = GISLR-notebook arm points, hands = the two hands only; _z adds the z coordinate "
+                        f"(default: {layout_default})")
     p.add_argument("--classes", metavar="FILE",
                    help="class map fixing the class ids: JSON {sign: id} (GISLR sign_to_prediction_index_map.json), "
                         "JSON list, or text one sign per line (default: signs sorted by name)")
@@ -22,12 +24,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable/invalid files and list each with its reason at the end (default: stop at "
                         "the first, naming the file)")
-    p.add_argument("--split-by-signer", type=int, default=None, metavar="SEED",
-                   help="make a signer-independent train/val/test split with this seed (sources without a split)")
-    p.add_argument("--split-fractions", type=three_numbers, default=(0.8, 0.1, 0.1), metavar="TR,VA,TE",
-                   help="signer fractions for --split-by-signer, summing to 1 (default: 0.8,0.1,0.1)")
-    p.add_argument("--unknown-signers", default="error", choices=["error", "none", "train", "val", "test"],
-                   help="with --split-by-signer: where sequences of unknown signer go (default: error)")
+    if signer_split:  # sources without a split of their own
+        p.add_argument("--split-by-signer", type=int, default=None, metavar="SEED",
+                       help="make a signer-independent train/val/test split with this seed (sources without a "
+                            "split)")
+        p.add_argument("--split-fractions", type=three_numbers, default=(0.8, 0.1, 0.1), metavar="TR,VA,TE",
+                       help="signer fractions for --split-by-signer, summing to 1 (default: 0.8,0.1,0.1)")
+        p.add_argument("--unknown-signers", default="error", choices=["error", "none", "train", "val", "test"],
+                       help="with --split-by-signer: where sequences of unknown signer go (default: error)")
     p.add_argument("--compression", choices=compression_names(), default=None, metavar="PRESET",
                    help="codec preset of the frames (default: the store's, blosc-zstd3-shuffle+time); e.g. "
                         "blosc-lz4-shuffle+time writes ~5x faster for a ~15%% bigger store")
@@ -65,8 +69,21 @@ def cmd_pose(args: argparse.Namespace) -> int:
     return _finish(report)
 
 
+def cmd_slovo(args: argparse.Namespace) -> int:
+    """Run `ingest slovo`."""
+    from slr_fast.ingest.slovo import ingest_slovo
+
+    report = ingest_slovo(args.source, args.out, keypoints=args.keypoints,
+                          layout=None if args.layout is None else get_layout(args.layout), classes=args.classes,
+                          trim=args.trim, val_fraction=args.val_fraction, val_seed=args.val_seed,
+                          workers=args.workers, skip_bad=args.skip_bad, overwrite=args.overwrite,
+                          progress=not args.no_progress, compression=args.compression, cache_dir=args.cache_dir,
+                          keep_cache=args.keep_cache)
+    return _finish(report)
+
+
 def register(subparsers) -> None:
-    """Add `ingest gislr` and `ingest pose` to the `slr-fast` command."""
+    """Add `ingest gislr`, `ingest pose` and `ingest slovo` to the `slr-fast` command."""
     ingest = subparsers.add_parser("ingest", help="convert keypoint files into a keypoint store",
                                    description="Convert keypoint files into a Zarr keypoint store.")
     sub = ingest.add_subparsers(dest="source_format", metavar="FORMAT", required=True)
@@ -99,3 +116,28 @@ def register(subparsers) -> None:
     p.add_argument("--missing-points", default="error", choices=("error", "nan"),
                    help="layout points absent from a file: error, or fill with NaN (default: %(default)s)")
     p.set_defaults(func=cmd_pose)
+
+    s = sub.add_parser("slovo", help="Slovo (Russian Sign Language): annotations.csv and its videos, or its released "
+                                     "hand keypoints",
+                       description="Read Slovo's tab-separated annotations.csv (label = text, the no_event rows are "
+                                   "class ---; signer = user_id; split = the train column, True: train, False: test) "
+                                   "and extract its videos DIR/train|test/<attachment_id>.mp4 with MediaPipe "
+                                   "Holistic (the video extra; layout default), or with --keypoints read Slovo's "
+                                   "slovo_mediapipe.json instead, no video needed (layout hands).")
+    s.add_argument("source", metavar="DIR", help="Slovo folder holding annotations.csv, train/ and test/ (or the csv)")
+    _common(s, signer_split=False, layout=None, layout_default="default for videos, hands with --keypoints")
+    s.add_argument("--keypoints", metavar="JSON",
+                   help="Slovo's released hand keypoints (slovo_mediapipe.json, streamed): hands only, no extraction")
+    s.add_argument("--trim", action="store_true",
+                   help="keep frames begin..end-1 of each video (begin/end of annotations.csv; they locate the sign "
+                        "in the original, untrimmed videos)")
+    s.add_argument("--val-fraction", type=finite(0, 1, lo_open=True), default=None, metavar="F",
+                   help="move this share of the train signers to a validation split (signer-disjoint; default: "
+                        "no validation split)")
+    s.add_argument("--val-seed", type=int, default=0, metavar="SEED",
+                   help="seed choosing the validation signers (default: %(default)s)")
+    s.add_argument("--cache-dir", metavar="DIR",
+                   help="per-video extraction cache, so a stopped run resumes (default: STORE.extract-cache)")
+    s.add_argument("--keep-cache", action="store_true",
+                   help="keep the extraction cache after the store is written (e.g. to ingest again with --trim)")
+    s.set_defaults(func=cmd_slovo)
