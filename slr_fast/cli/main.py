@@ -23,13 +23,15 @@ COMMAND_MODULES = (
     "slr_fast.cli.train",  # train, eval, predict
     "slr_fast.cli.demo",  # demo: the main job
     "slr_fast.cli.ablate",  # ablate: kernel backends side by side
+    "slr_fast.cli.study",  # study: generalization of the training recipes
 )
 # The module of each command: a command line naming one imports only that module (some import NumPy, the
 # synthetic generator or the training config to register their options, ~0.1-0.3 s that other commands skip).
 COMMANDS = {"synth": "slr_fast.cli.synth", "ingest": "slr_fast.cli.ingest", "info": "slr_fast.cli.inspect",
             "show": "slr_fast.cli.inspect", "split": "slr_fast.cli.store", "verify": "slr_fast.cli.store",
             "train": "slr_fast.cli.train", "eval": "slr_fast.cli.train", "predict": "slr_fast.cli.train",
-            "demo": "slr_fast.cli.demo", "ablate": "slr_fast.cli.ablate"}
+            "demo": "slr_fast.cli.demo", "ablate": "slr_fast.cli.ablate",
+            "study": "slr_fast.cli.study"}
 
 # OSErrors that come from the user's files and machine, not from a bug: printed as one line naming the file.
 USER_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EEXIST,

@@ -83,9 +83,45 @@ def config_from_args(args) -> TrainConfig:
     return cfg.override(args.set or [])
 
 
+def _recipe_overrides(args) -> dict:
+    """The flags given beside --recipe, as TrainConfig overrides for every stage (--run-dir is the recipe's)."""
+    refused = [f for f in ("--config", "--init-from", "--new-head") if getattr(args, f[2:].replace("-", "_"))]
+    if refused:
+        raise UserInputError(f"--recipe {args.recipe}: {refused[0]} does not combine with a recipe; set it in the "
+                             "recipe's stages (base, init_from, new_head)")
+    out: dict = {}
+    for flag, (section, key) in FLAGS.items():
+        value = _flag_value(args, flag)
+        if value is not None and flag != "--run-dir":
+            out[f"{section}.{key}" if section else key] = value
+    if args.no_progress:
+        out["progress"] = False
+    return out
+
+
 def cmd_train(args) -> int:
     from slr_fast.train.loop import fit
+    from slr_fast.train.recipe import is_recipe_run, load_recipe, resume_recipe, run_recipe
 
+    if args.recipe and not args.resume:
+        recipe = load_recipe(args.recipe, _recipe_overrides(args), args.set)
+        result = run_recipe(recipe, args.run_dir or f"runs/{recipe.name}", progress=False if args.no_progress
+                            else None)
+        if result.test:
+            print(f"test top-1 {result.test['top1']:.4f} top-5 {result.test['top5']:.4f} after {len(recipe.stages)} "
+                  f"stages — report: {result.run_dir / 'report.md'}")
+        return 0
+    if args.resume and is_recipe_run(args.resume):
+        ignored = [f for f in (*FLAGS, "--config", "--set", "--new-head", "--recipe") if f not in ("--resume",
+                   "--store") and getattr(args, f[2:].replace("-", "_")) not in (None, False)]
+        if ignored:
+            raise UserInputError(f"--resume {args.resume} continues the recipe with its saved stages; drop "
+                                 f"{', '.join(ignored)}")
+        result = resume_recipe(args.resume, progress=False if args.no_progress else None, store=args.store)
+        if result.test:
+            print(f"test top-1 {result.test['top1']:.4f} top-5 {result.test['top5']:.4f} — report: "
+                  f"{result.run_dir / 'report.md'}")
+        return 0
     if args.resume:
         # The run continues with its saved config: a flag that would change it is refused, not silently ignored.
         # --store may name the run's store at another place (checked to hold the same data).
@@ -165,7 +201,11 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--save-every-steps", type=int, help="also checkpoint every N steps mid-epoch")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last.pt")
+    p.add_argument("--recipe", metavar="FILE",
+                   help="a staged recipe (.yaml/.json: stages of config overrides, each starting from the previous "
+                        "stage's best.pt; see slr_fast/train/recipe.py) or a shipped recipe's name: original, "
+                        "recommended (slr_fast/recipes/); other flags and --set apply to every stage")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run (or recipe run) from where it stopped")
     p.add_argument("--init-from", metavar="CKPT", help="start a fine-tuning stage from a checkpoint's weights")
     p.add_argument("--new-head", action="store_true", help="with --init-from: fresh classifier for new classes")
     p.add_argument("--no-progress", action="store_true")
