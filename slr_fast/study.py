@@ -1,0 +1,455 @@
+"""The generalization study: the original recipe against the recommended one, and each remedy alone, on
+Slovo-shaped synthetic data — does a recipe narrow the train − test gap by lifting test accuracy?
+
+Data: synthetic signers, signer-independent, every class signed once by each of 25 signers: 15 train, 5 validation
+and 5 test signers (Slovo's 15 train / 5 test per class, plus 5 unseen signers whose curves stand for the test
+curves the original work plotted, so the held-out test split is read once per run, with the weights the last
+stage hands on). The scaled default (StudySize.default) fits 2 CPU cores; `full` is Slovo's 1,001 classes.
+
+Per run (one recipe, one seed), from the curves joined across stages (epochs counted across stages):
+- `test_top1`: top-1 on the test signers with the last stage's best.pt;
+- `final_gap`, `max_gap`: clean-train − validation top-1 at the last epoch and at its worst (both splits measured
+  the same way: un-augmented, no MixUp, eval mode; validation signers are unseen like the test ones);
+- `overfit_epoch`: see `overfit_epoch`; None when the curves never diverge;
+- `epochs_to_target` / `seconds_to_target`: epochs (and training seconds) until the validation top-1 first reaches
+  the original recipe's best validation top-1 with the same seed (None if never).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from slr_fast.errors import UserInputError
+
+ORIGINAL, RECOMMENDED = "original", "recommended"
+METRICS = ("test_top1", "final_gap", "max_gap", "overfit_epoch", "epochs_to_target", "seconds_to_target")
+
+# Each remedy alone on top of the original recipe: (overrides for every stage, overrides for the stages after the
+# first). Switch names: slr_fast/train/config.py (LossConfig) and slr_fast/model/config.py (global_pattern).
+ABLATIONS: dict[str, tuple[dict, dict]] = {
+    "+curriculum_focal": ({"loss": {"focal_schedule": "linear", "focal_gamma_start": 0.0, "focal_ramp": 0.5}}, {}),
+    "+pair_margin": ({"loss": {"margin_weight": 0.1, "margin": 1.0, "margin_pairs": 3}}, {}),
+    # The teacher is the previous stage's best checkpoint, so the first stage trains as in the original.
+    "+self_distill": ({}, {"loss": {"distill_weight": 1.0, "distill_temperature": 2.0, "distill_teacher": "init"}}),
+    "+consistency": ({"loss": {"consistency_weight": 0.1, "part_weight": 0.3}}, {}),
+    "+dilated_global": ({"model": {"global_pattern": "dilated:2"}}, {}),
+}
+
+
+@dataclass
+class StudySize:
+    """The data and the scale of a study."""
+
+    classes: int = 20
+    signers: tuple[int, int, int] = (15, 5, 5)  # train / validation / test signers; each signs every class once
+    frames: int = 32
+    epoch_scale: float = 0.1  # factor on every stage's epochs of the shipped recipes (rounded, at least 1)
+    model: dict = field(default_factory=dict)  # ModelConfig overrides on the recipes' preset
+    train_eval_samples: int = 1024
+    batch_size: int = 0  # 0: the recipes' own
+    data_seed: int = 1
+
+    @classmethod
+    def default(cls) -> StudySize:
+        """The scaled-down default: 20 classes (300 / 100 / 100 sequences), the recipes at a tenth of their
+        epochs; about 15 minutes on 2 idle CPU cores."""
+        return cls()
+
+    @classmethod
+    def full(cls) -> StudySize:
+        """Slovo's shape: 1,001 classes, 15,015 train / 5,005 validation / 5,005 test sequences, the recipes'
+        own epochs (a GPU)."""
+        return cls(classes=1001, frames=64, epoch_scale=1.0, train_eval_samples=5005)
+
+
+@dataclass
+class RunMetrics:
+    recipe: str
+    seed: int
+    run_dir: str
+    test_top1: float | None
+    final_gap: float | None
+    max_gap: float | None
+    overfit_epoch: int | None
+    epochs_to_target: int | None
+    seconds_to_target: float | None
+    epochs: int
+    best_val_acc: float | None
+    train_seconds: float
+
+
+# ---- metric functions (pure; tested on hand-made curves) -----------------------------------------------------------
+def gaps(history: list[dict]) -> list[float]:
+    """Clean-train − validation top-1 of every epoch that has both."""
+    return [h["train_acc"] - h["val_acc"] for h in history if h.get("train_acc") is not None
+            and h.get("val_acc") is not None]
+
+
+def final_gap(history: list[dict]) -> float | None:
+    g = gaps(history[-1:]) if history else []
+    return g[0] if g else None
+
+
+def max_gap(history: list[dict]) -> float | None:
+    g = gaps(history)
+    return max(g) if g else None
+
+
+def overfit_epoch(train_loss: list[float], val_loss: list[float], patience: int = 3, rise: float = 0.02) -> int | None:
+    """The first epoch e after which the validation loss rises while the train loss falls, or None.
+
+    e qualifies when: val_loss[e] is the lowest so far; each of the next `patience` epochs stays above it; the last
+    of them is above it by more than `rise` × val_loss[e] (a rise, not a plateau's noise); and the train loss at
+    e + patience is below train_loss[e] (still learning the training set). The window makes a one-epoch bump —
+    MixUp, a cyclic rate's peak — no onset; a later return below val_loss[e] does not undo it (the onset of the
+    first divergence is what the original work reported)."""
+    n = len(val_loss)
+    if len(train_loss) != n:
+        raise ValueError(f"train and validation curves differ in length ({len(train_loss)} vs {n})")
+    best = math.inf
+    for e in range(n):
+        if val_loss[e] < best:
+            best = val_loss[e]
+            if e + patience >= n:
+                break
+            after = val_loss[e + 1:e + patience + 1]
+            if (all(v > best for v in after) and after[-1] > best * (1 + rise)
+                    and train_loss[e + patience] < train_loss[e]):
+                return e
+    return None
+
+
+def epochs_to_target(val_acc: list[float], target: float | None, epoch_seconds: list[float] | None = None
+                     ) -> tuple[int | None, float | None]:
+    """(epochs, training seconds) until the validation top-1 first reaches `target`; (None, None) if never."""
+    if target is None:
+        return None, None
+    for i, acc in enumerate(val_acc):
+        if acc >= target - 1e-12:
+            return i + 1, (sum(epoch_seconds[:i + 1]) if epoch_seconds is not None else None)
+    return None, None
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Mean, standard deviation (n − 1; 0 for one run), min and max of every metric over the runs that have it, and
+    how many runs have it (`n`)."""
+    out: dict = {"mean": {}, "std": {}, "min": {}, "max": {}, "n": {}}
+    for key in METRICS:
+        vals = [r[key] for r in runs if r.get(key) is not None]
+        out["n"][key] = len(vals)
+        out["mean"][key] = statistics.fmean(vals) if vals else None
+        out["std"][key] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else None)
+        out["min"][key] = min(vals) if vals else None
+        out["max"][key] = max(vals) if vals else None
+    return out
+
+
+def run_metrics(name: str, seed: int, run_dir: Path, history: list[dict], test: dict | None,
+                target: float | None) -> dict:
+    """The study's numbers for one finished recipe run."""
+    val_acc = [h.get("val_acc", math.nan) for h in history]
+    secs = [h.get("epoch_time_s", 0.0) for h in history]
+    tl = [h.get("train_loss") for h in history]
+    vl = [h.get("val_loss") for h in history]
+    onset = overfit_epoch(tl, vl) if history and None not in tl and None not in vl else None
+    e_t, s_t = epochs_to_target(val_acc, target, secs)
+    return asdict(RunMetrics(
+        recipe=name, seed=seed, run_dir=str(run_dir), test_top1=(test or {}).get("top1"),
+        final_gap=final_gap(history), max_gap=max_gap(history), overfit_epoch=onset, epochs_to_target=e_t,
+        seconds_to_target=s_t, epochs=len(history), best_val_acc=max(val_acc) if val_acc else None,
+        train_seconds=sum(secs)))
+
+
+# ---- recipes ---------------------------------------------------------------------------------------------------------
+def scaled_recipe(name: str, size: StudySize, extra_all: dict | None = None, extra_later: dict | None = None) -> dict:
+    """A shipped recipe as a mapping, its stages' epochs scaled by `size.epoch_scale`, the size's model overrides
+    and the `extra_*` overrides merged into its base / its stages after the first."""
+    from slr_fast.train.recipe import read_recipe_file, shipped_recipes
+
+    data = read_recipe_file(shipped_recipes()[name])
+    base = _deep_merge(data.get("base") or {}, {"model": dict(size.model), "data": {"frames": size.frames},
+                                                "train_eval_samples": size.train_eval_samples})
+    if size.batch_size:
+        base["batch_size"] = size.batch_size
+    base = _deep_merge(base, extra_all or {})
+    stages = []
+    for i, st in enumerate(data["stages"]):
+        st = dict(st)
+        st["epochs"] = max(1, round(st.get("epochs", 30) * size.epoch_scale))
+        if i and extra_later:
+            st = _deep_merge(st, extra_later)
+        stages.append(st)
+    return {"name": data.get("name", name), "base": base, "stages": stages}
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def study_store(out: Path, size: StudySize, workers: int = 1) -> Path:
+    """The study's synthetic store (made once; a store from another size is refused, not mixed)."""
+    from slr_fast.synth import SynthConfig, synth_store
+
+    path = out / "data.zarr"
+    n = sum(size.signers)
+    cfg = SynthConfig(classes=size.classes, per_class=n, signers=n, split=tuple(float(s) for s in size.signers),
+                      seed=size.data_seed)
+    marker = out / "data.json"
+    if path.exists():
+        if not marker.exists() or json.loads(marker.read_text()) != cfg.to_dict():
+            raise UserInputError(f"{path}: holds data of another study size; use another --out or remove it")
+        return path
+    synth_store(path, cfg, progress=False, workers=workers)
+    marker.write_text(json.dumps(cfg.to_dict()))
+    return path
+
+
+def _one_run(job: dict) -> dict:
+    """Run (or finish, or read back) one recipe run; in a worker process."""
+    import torch
+
+    from slr_fast.train.recipe import (
+        RECIPE_FILE,
+        joined_history,
+        load_recipe,
+        resume_recipe,
+        run_recipe,
+        stage_dirs,
+    )
+
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    run_dir = Path(job["run_dir"])
+    overrides = {"seed": job["seed"], "data.store": job["store"], "device": job["device"], "progress": False,
+                 "threads": job["threads"]}
+    recipe = load_recipe(job["recipe"], overrides, where=job["name"])
+    t0 = time.perf_counter()
+    if (run_dir / "summary.json").exists():
+        pass  # finished by an earlier call: read back
+    elif (run_dir / RECIPE_FILE).exists():
+        resume_recipe(run_dir, progress=False)
+    else:
+        run_recipe(recipe, run_dir, progress=False)
+    history, _ = joined_history(stage_dirs(run_dir, recipe))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {"name": job["name"], "seed": job["seed"], "run_dir": str(run_dir), "history": history,
+            "test": summary.get("test"), "wall_s": time.perf_counter() - t0}
+
+
+def run_study(out: str | Path, size: StudySize | None = None, seeds: int = 3, ablation_seeds: int = 1,
+              ablations: dict[str, tuple[dict, dict]] | None = None, device: str = "cpu", jobs: int = 1,
+              threads: int = 0, log=print) -> dict:
+    """Run the study into `out` (resumable: finished runs are read back) and write study.json, study.md and the
+    plots; returns the study.json mapping."""
+    size = size or StudySize.default()
+    if jobs > 1 and not threads:
+        threads = 1  # runs side by side: a torch thread each
+    ablations = {} if not ablation_seeds else ABLATIONS if ablations is None else ablations
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    store = str(study_store(out, size).resolve())
+    plan: list[tuple[str, dict, list[int]]] = [
+        (ORIGINAL, scaled_recipe(ORIGINAL, size), list(range(seeds))),
+        (RECOMMENDED, scaled_recipe(RECOMMENDED, size), list(range(seeds))),
+    ]
+    for name, (every, later) in ablations.items():
+        plan.append((ORIGINAL + name, scaled_recipe(ORIGINAL, size, every, later), list(range(ablation_seeds))))
+    jobs_list = [{"name": name, "recipe": recipe, "seed": seed, "store": store, "device": device,
+                  "threads": threads, "run_dir": str(out / "runs" / name / f"seed{seed}")}
+                 for name, recipe, seed_list in plan for seed in seed_list]
+    for j in jobs_list:  # every recipe is checked before the first run starts
+        from slr_fast.train.recipe import load_recipe
+
+        load_recipe(j["recipe"], {"data.store": store}, where=j["name"])
+    log(f"study: {len(jobs_list)} runs ({', '.join(f'{n} ×{len(s)}' for n, _, s in plan)}) on {size.classes} "
+        f"classes into {out}")
+    results: list[dict] = []
+    if jobs > 1:
+        import multiprocessing
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for r in pool.map(_one_run, jobs_list):
+                log(f"  {r['name']} seed {r['seed']}: test top-1 {(r['test'] or {}).get('top1', math.nan):.3f} "
+                    f"({r['wall_s']:.0f} s)")
+                results.append(r)
+    else:
+        for j in jobs_list:
+            r = _one_run(j)
+            log(f"  {r['name']} seed {r['seed']}: test top-1 {(r['test'] or {}).get('top1', math.nan):.3f} "
+                f"({r['wall_s']:.0f} s)")
+            results.append(r)
+    study = assemble(results, [name for name, _, _ in plan])
+    study["setup"] = {"size": asdict(size), "seeds": seeds, "ablation_seeds": ablation_seeds, "device": device,
+                      "jobs": jobs, "ablations": {k: {"every_stage": a, "later_stages": b}
+                                                  for k, (a, b) in ablations.items()},
+                      "recipes": {name: recipe for name, recipe, _ in plan},
+                      "wall_s": time.perf_counter() - t0, "cpu_count": os.cpu_count()}
+    write_study(study, results, out)
+    return study
+
+
+def assemble(results: list[dict], order: list[str]) -> dict:
+    """study.json's recipes: per recipe its runs' metrics and their summary (the target of epochs_to_target is the
+    original recipe's best validation top-1 with the same seed)."""
+    targets = {r["seed"]: max(h["val_acc"] for h in r["history"]) for r in results
+               if r["name"] == ORIGINAL and r["history"] and "val_acc" in r["history"][0]}
+    recipes: dict = {}
+    for name in order:
+        runs = [run_metrics(name, r["seed"], Path(r["run_dir"]), r["history"], r["test"], targets.get(r["seed"]))
+                for r in results if r["name"] == name]
+        recipes[name] = {"runs": runs, **summarize(runs)}
+    return {"recipes": recipes, "goals": goals(recipes)}
+
+
+def goals(recipes: dict) -> dict:
+    """The issue's goals for the recommended recipe against the original, each with the numbers it was judged on."""
+    o, r = recipes.get(ORIGINAL), recipes.get(RECOMMENDED)
+    if not o or not r or not o["runs"] or not r["runs"]:
+        return {}
+    om, rm = o["mean"], r["mean"]
+    out = {}
+    if om["final_gap"] is not None and rm["final_gap"] is not None:
+        out["gap_at_most_half"] = {"met": rm["final_gap"] <= 0.5 * om["final_gap"],
+                                   "recommended_final_gap": rm["final_gap"], "original_final_gap": om["final_gap"]}
+    if om["test_top1"] is not None and rm["test_top1"] is not None:
+        # Beyond the seeds' spread: every recommended seed above every original seed.
+        out["test_higher_beyond_spread"] = {"met": r["min"]["test_top1"] > o["max"]["test_top1"],
+                                            "recommended": [rm["test_top1"], r["min"]["test_top1"],
+                                                            r["max"]["test_top1"]],
+                                            "original": [om["test_top1"], o["min"]["test_top1"],
+                                                         o["max"]["test_top1"]],
+                                            "as": "mean, min, max over seeds"}
+    epochs_o = statistics.fmean(run["epochs"] for run in o["runs"])
+    reached = r["n"]["epochs_to_target"] == len(r["runs"])
+    out["third_of_the_epochs"] = {"met": bool(reached and rm["epochs_to_target"] <= epochs_o / 3),
+                                  "recommended_epochs_to_target": rm["epochs_to_target"],
+                                  "recommended_runs_reaching_target": r["n"]["epochs_to_target"],
+                                  "original_epochs": epochs_o}
+    return out
+
+
+def _fmt(summary: dict, key: str, fmt: str) -> str:
+    m, s = summary["mean"][key], summary["std"][key]
+    if m is None:
+        return "never"
+    text = format(m, fmt)
+    n, total = summary["n"][key], len(summary["runs"])
+    if total > 1 and s:
+        text += f" ± {format(s, fmt)}"
+    if n < total:
+        text += f" ({n}/{total} runs)"
+    return text
+
+
+def study_table(study: dict) -> list[str]:
+    lines = ["| recipe | seeds | test top-1 | final gap | max gap | overfit epoch | epochs to target | "
+             "train s to target | epochs |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, rec in study["recipes"].items():
+        epochs = statistics.fmean(r["epochs"] for r in rec["runs"]) if rec["runs"] else math.nan
+        lines.append(f"| {name} | {len(rec['runs'])} | {_fmt(rec, 'test_top1', '.3f')} | "
+                     f"{_fmt(rec, 'final_gap', '+.3f')} | {_fmt(rec, 'max_gap', '+.3f')} | "
+                     f"{_fmt(rec, 'overfit_epoch', '.1f')} | {_fmt(rec, 'epochs_to_target', '.1f')} | "
+                     f"{_fmt(rec, 'seconds_to_target', '.0f')} | {epochs:.0f} |")
+    return lines
+
+
+def write_study(study: dict, results: list[dict], out: Path) -> None:
+    """study.json, study.md and the plots (curves.png, gap.png) in `out`."""
+    from slr_fast.fileio import writing
+
+    with writing(out / "study.json"):
+        (out / "study.json").write_text(json.dumps(study, indent=2))
+    plots = plot_study(results, list(study["recipes"]), out)
+    setup = study.get("setup", {})
+    size = setup.get("size", {})
+    lines = ["# Generalization study", "",
+             f"{size.get('classes')} classes, signer-independent ({'/'.join(map(str, size.get('signers', [])))} "
+             f"train/validation/test signers, one sequence per signer and class), T {size.get('frames')}, "
+             f"epochs × {size.get('epoch_scale')} of the shipped recipes; {setup.get('seeds')} seeds for the "
+             f"recipes, {setup.get('ablation_seeds')} per ablation; {setup.get('wall_s', math.nan) / 60:.1f} min "
+             f"wall on {setup.get('cpu_count')} CPU cores (device {setup.get('device')}, {setup.get('jobs')} "
+             "jobs).", "",
+             *study_table(study), "",
+             "Means ± standard deviation over seeds. Gaps: clean-train − validation top-1 (validation signers are "
+             "unseen). Overfit epoch: first epoch (counted across stages, from 0) after which validation loss rose "
+             "for 3 epochs while train loss fell (slr_fast/study.py `overfit_epoch`). Epochs / train seconds to "
+             "target: until validation top-1 reached the original recipe's best with the same seed.", ""]
+    g = study.get("goals", {})
+    if g:
+        lines += ["Goals (recommended vs original):", ""]
+        for key, v in g.items():
+            numbers = ", ".join(f"{k} {_short(x)}" for k, x in v.items() if k != "met")
+            lines.append(f"- {key.replace('_', ' ')}: {'met' if v['met'] else 'NOT met'} ({numbers})")
+        lines.append("")
+    lines += ["Plots: " + ", ".join(f"`{p.name}`" for p in plots), ""]
+    with writing(out / "study.md"):
+        (out / "study.md").write_text("\n".join(lines))
+
+
+def _short(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.3f}"
+    if isinstance(x, list):
+        return "[" + ", ".join(_short(v) for v in x) + "]"
+    return str(x)
+
+
+def plot_study(results: list[dict], order: list[str], out: Path) -> list[Path]:
+    """curves.png: clean-train and validation top-1 per recipe (mean over seeds) across stages; gap.png: the gap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def mean_curve(name, key):
+        curves = [[h.get(key) for h in r["history"]] for r in results if r["name"] == name]
+        n = min((len(c) for c in curves), default=0)
+        return [statistics.fmean(c[i] for c in curves if c[i] is not None) if any(c[i] is not None for c in curves)
+                else math.nan for i in range(n)]
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, name in enumerate(order):
+        c = colors[i % len(colors)]
+        main = name in (ORIGINAL, RECOMMENDED)
+        ax.plot(mean_curve(name, "val_acc"), color=c, lw=2 if main else 1, label=f"{name} validation")
+        if main:
+            ax.plot(mean_curve(name, "train_acc"), color=c, lw=1, ls=":", label=f"{name} clean train")
+    for r in results[:1]:
+        for b in [i for i, h in enumerate(r["history"]) if h.get("stage_epoch") == 0][1:]:
+            ax.axvline(b - 0.5, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("epoch (all stages; dashed: stage starts of the first run)")
+    ax.set_ylabel("top-1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
+    paths.append(out / "curves.png")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, name in enumerate(order):
+        tr, va = mean_curve(name, "train_acc"), mean_curve(name, "val_acc")
+        ax.plot([a - b for a, b in zip(tr, va, strict=False)], color=colors[i % len(colors)],
+                lw=2 if name in (ORIGINAL, RECOMMENDED) else 1, label=name)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xlabel("epoch (all stages)")
+    ax.set_ylabel("clean train − validation top-1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "gap.png", dpi=100)
+    plt.close(fig)
+    paths.append(out / "gap.png")
+    return paths
