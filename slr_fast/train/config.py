@@ -23,6 +23,7 @@ from slr_fast.fileio import regular_file_problem
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 SCHEDULES = ("cyclic", "cosine_restarts", "onecycle", "plateau", "constant")
+FOCAL_SCHEDULES = ("constant", "linear", "cosine")  # loss.focal_schedule: how γ grows over a stage
 DEVICES = "auto, cpu, cuda, cuda:N, mps"
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d{1,3})?")
 
@@ -256,10 +257,34 @@ class LossConfig(_Checked):
     aux_weight: float | list[float] = 0.3  # weight of each auxiliary head's loss (deep supervision)
     mixup_alpha: float = 0.2  # Beta(α, α) mixing coefficient
     mixup_prob: float = 0.0  # fraction of batches mixed; 0 disables MixUp
+    # The anti-overfitting remedies (slr_fast/train/remedies.py), each off by default.
+    # Curriculum focal loss: γ goes from focal_gamma_start to focal_gamma over the first focal_ramp of the stage.
+    focal_schedule: str = "constant"  # constant (γ = focal_gamma throughout), linear or cosine
+    focal_gamma_start: float = 0.0
+    focal_ramp: float = 1.0  # fraction of the stage's optimizer steps the ramp takes
+    # Pairwise margin between the true class's logit and those of the classes it is most confused with.
+    margin_weight: float = 0.0  # 0 disables
+    margin: float = 1.0  # in logits
+    margin_pairs: int = 3  # rival classes per true class, from the running confusion matrix
+    margin_decay: float = 0.5  # the running confusion's factor per epoch (0.5: the last epoch weighs as all before)
+    # Self-distillation from a teacher's soft targets: + weight · T² · KL(teacher_T || student_T).
+    distill_weight: float = 0.0  # 0 disables
+    distill_temperature: float = 2.0
+    distill_teacher: str = "ema"  # ema (needs ema_decay), init (the init_from checkpoint) or a checkpoint path
+    distill_ramp: float = 0.0  # the weight rises linearly from 0 over this fraction of the stage's steps
+    # Cross-modal consistency: per-part classifiers (model.part_heads, set by it) agreeing with each other.
+    consistency_weight: float = 0.0  # Jensen-Shannon divergence of the parts' predictions; 0 disables
+    part_weight: float = 0.3  # the per-part classifiers' own loss (with consistency_weight > 0)
 
     WHERE = "config.loss"
     RULES = {"focal_gamma": Rule(float, lo=0, hi=100), "label_smoothing": FRACTION, "mixup_alpha": POSITIVE,
-             "mixup_prob": FRACTION}
+             "mixup_prob": FRACTION,
+             "focal_schedule": Rule(str, choices=FOCAL_SCHEDULES), "focal_gamma_start": Rule(float, lo=0, hi=100),
+             "focal_ramp": Rule(float, lo=0, hi=1, lo_open=True), "margin_weight": NON_NEGATIVE,
+             "margin": POSITIVE, "margin_pairs": AT_LEAST_ONE, "margin_decay": Rule(float, lo=0, hi=1, hi_open=True),
+             "distill_weight": NON_NEGATIVE, "distill_temperature": Rule(float, lo=0, hi=100, lo_open=True),
+             "distill_teacher": Rule(str, pattern=re.compile(".+"), expected="ema, init or a checkpoint path"),
+             "distill_ramp": FRACTION, "consistency_weight": NON_NEGATIVE, "part_weight": NON_NEGATIVE}
 
     def _relations(self) -> None:
         weights = self.aux_weight if isinstance(self.aux_weight, list) else [self.aux_weight]
@@ -333,6 +358,16 @@ class TrainConfig(_Checked):
             ModelConfig.preset(preset, num_classes=2, **spec)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"config.model: {e}", "config.model", self.model) from e
+        lc = self.loss
+        if lc.distill_weight > 0 and lc.distill_teacher == "ema" and self.ema_decay == 0:
+            raise ConfigError("config.loss.distill_teacher: ema needs an EMA of the weights; set ema_decay (e.g. "
+                              "--ema 0.999) or name a checkpoint", "config.loss.distill_teacher", "ema")
+        if lc.distill_weight > 0 and lc.distill_teacher == "init" and not self.init_from:
+            raise ConfigError("config.loss.distill_teacher: init needs init_from (the checkpoint to start from)",
+                              "config.loss.distill_teacher", "init")
+        if lc.consistency_weight > 0 and self.model.get("part_heads") is False:
+            raise ConfigError("config.loss.consistency_weight: needs the model's part heads; model.part_heads is "
+                              "false", "config.loss.consistency_weight", lc.consistency_weight)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

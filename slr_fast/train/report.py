@@ -105,6 +105,19 @@ def _save(fig, path: Path, paths: list[Path]) -> None:
     paths.append(path)
 
 
+def _component_table(history: list[dict], f) -> list[str]:
+    """The training loss by component per epoch (slr_fast.train.remedies), with the focal γ of a curriculum."""
+    keys = sorted({k for h in history for k in h if k.startswith("loss_")})
+    keys += ["focal_gamma"] if any("focal_gamma" in h for h in history) else []
+    if not keys:
+        return []
+    lines = ["", "## Loss components", "", "Training loss terms averaged over each epoch's batches (unweighted).", "",
+             "| epoch | " + " | ".join(keys) + " |", "|---:|" + "---:|" * len(keys)]
+    for h in history:
+        lines.append(f"| {h['epoch']} | " + " | ".join(f(h.get(k), '.4f') for k in keys) + " |")
+    return lines
+
+
 def write_report(history: list[dict], out_dir: str | Path, config: dict, final_eval: dict | None = None) -> Path:
     """report.md: what was trained, the best epoch, the train/validation gap and where overfitting began."""
     out_dir = Path(out_dir)
@@ -146,6 +159,7 @@ def write_report(history: list[dict], out_dir: str | Path, config: dict, final_e
         lines.append(f"| {h['epoch']} | {f(h.get('lr'), '.2e')} | {f(h.get('train_loss'), '.4f')} | "
                      f"{f(h.get('train_acc'), '.4f')} | {f(h.get('val_loss'), '.4f')} | {f(h.get('val_acc'), '.4f')} | "
                      f"{f(h.get('samples_per_s'), '.0f')} |")
+    lines += _component_table(history, f)
     lines += ["", "Plots: `loss.png`, `accuracy.png`, `lr.png`.", ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
