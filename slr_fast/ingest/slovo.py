@@ -212,12 +212,15 @@ def _hand_array(json_path: Path, key: str, t: int, hand: str, points, channels: 
         size = len(points) if isinstance(points, list) else type(points).__name__
         raise IngestError(json_path, f"{where}: expected a list of {HAND_POINTS} points, got {size}")
     try:
-        xy = np.array([[p[c] for c in channels] for p in points], np.float64)
+        values = [[p[c] for c in channels] for p in points]
     except (KeyError, TypeError) as e:
         raise IngestError(json_path, f"{where}: every point needs numeric {'/'.join(channels)} "
                                      f"({type(e).__name__}: {e})") from e
-    except ValueError as e:
-        raise IngestError(json_path, f"{where}: non-numeric coordinate ({e})") from e
+    # NumPy would parse a string such as "0.5" (and take a bool as 0/1): only JSON numbers are coordinates.
+    odd = [v for row in values for v in row if type(v) not in (float, int)]
+    if odd:
+        raise IngestError(json_path, f"{where}: every point needs numeric {'/'.join(channels)} (found {odd[0]!r})")
+    xy = np.array(values, np.float64)
     if not np.isfinite(xy).all():
         raise IngestError(json_path, f"{where}: non-finite coordinate")
     return xy
