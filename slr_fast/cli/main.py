@@ -18,6 +18,7 @@ from slr_fast.fileio import is_no_space, no_space_error
 COMMAND_MODULES = (
     "slr_fast.cli.synth",  # synth
     "slr_fast.cli.ingest",  # ingest gislr | pose
+    "slr_fast.cli.extract",  # extract: videos -> keypoints (MediaPipe Holistic)
     "slr_fast.cli.inspect",  # info, show
     "slr_fast.cli.store",  # split, verify
     "slr_fast.cli.train",  # train, eval, predict
@@ -27,7 +28,8 @@ COMMAND_MODULES = (
 )
 # The module of each command: a command line naming one imports only that module (some import NumPy, the
 # synthetic generator or the training config to register their options, ~0.1-0.3 s that other commands skip).
-COMMANDS = {"synth": "slr_fast.cli.synth", "ingest": "slr_fast.cli.ingest", "info": "slr_fast.cli.inspect",
+COMMANDS = {"synth": "slr_fast.cli.synth", "ingest": "slr_fast.cli.ingest", "extract": "slr_fast.cli.extract",
+            "info": "slr_fast.cli.inspect",
             "show": "slr_fast.cli.inspect", "split": "slr_fast.cli.store", "verify": "slr_fast.cli.store",
             "train": "slr_fast.cli.train", "eval": "slr_fast.cli.train", "predict": "slr_fast.cli.train",
             "demo": "slr_fast.cli.demo", "ablate": "slr_fast.cli.ablate",

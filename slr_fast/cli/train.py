@@ -227,11 +227,12 @@ def register(sub) -> None:
     e.add_argument("--batch-size", type=at_least(1), default=256)
     e.set_defaults(func=cmd_eval)
 
-    r = sub.add_parser("predict", help="top-k signs for GISLR parquet or .pose files")
+    r = sub.add_parser("predict", help="top-k signs for GISLR parquet, .pose or video files")
     common(r)
     r.add_argument("files", nargs="+", metavar="FILE",
-                   help="GISLR .parquet or .pose files, or folders (each stands for its .parquet and .pose files, "
-                        "sorted by name)")
+                   help="GISLR .parquet, .pose or video files (.mp4, .mov, ...: keypoints extracted with MediaPipe "
+                        "Holistic in the checkpoint's layout, one process per video; the video extra), or folders "
+                        "(each stands for those files in it, sorted by name)")
     # The choices of slr_fast.ingest.pose (COORD_MODES, MISSING_MODES), as `ingest pose` offers them.
     r.add_argument("--coords", default="auto", choices=("auto", "pixel", "normalized"),
                    help=".pose coordinate units; auto detects pixels (divided by the header width/height) "

