@@ -31,7 +31,10 @@ from __future__ import annotations
 import csv
 import math
 import os
+import time
 from dataclasses import dataclass, replace
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +59,7 @@ NO_EVENT_CLASS = "---"  # ... and its name in the dataset's class list
 HAND_KEYS = ("hand 1", "hand 2")
 HAND_POINTS = 21
 _TRAIN = {"true": True, "false": False}
+_NUMBERS = {float, int}  # what ijson gives for JSON numbers (use_float=True)
 
 
 @dataclass(frozen=True)
@@ -206,24 +210,22 @@ def _hands_columns(source: str | os.PathLike, layout: Layout) -> np.ndarray:
                            for p in layout.parts])
 
 
-def _hand_array(json_path: Path, key: str, t: int, hand: str, points, channels: tuple[str, ...]) -> np.ndarray:
+def _hand_values(json_path: Path, key: str, t: int, hand: str, points, channels: tuple[str, ...]) -> list[tuple]:
+    """One hand's 21 points as [(x, y[, z]), ...], checked to be JSON numbers."""
     where = f"key {key!r}, frame {t}, {hand!r}"
     if not isinstance(points, list) or len(points) != HAND_POINTS:
         size = len(points) if isinstance(points, list) else type(points).__name__
         raise IngestError(json_path, f"{where}: expected a list of {HAND_POINTS} points, got {size}")
     try:
-        values = [[p[c] for c in channels] for p in points]
+        values = list(map(itemgetter(*channels), points))
     except (KeyError, TypeError) as e:
         raise IngestError(json_path, f"{where}: every point needs numeric {'/'.join(channels)} "
                                      f"({type(e).__name__}: {e})") from e
     # NumPy would parse a string such as "0.5" (and take a bool as 0/1): only JSON numbers are coordinates.
-    odd = [v for row in values for v in row if type(v) not in (float, int)]
-    if odd:
-        raise IngestError(json_path, f"{where}: every point needs numeric {'/'.join(channels)} (found {odd[0]!r})")
-    xy = np.array(values, np.float64)
-    if not np.isfinite(xy).all():
-        raise IngestError(json_path, f"{where}: non-finite coordinate")
-    return xy
+    if not set(map(type, chain.from_iterable(values))) <= _NUMBERS:
+        odd = next(v for v in chain.from_iterable(values) if type(v) not in _NUMBERS)
+        raise IngestError(json_path, f"{where}: every point needs numeric {'/'.join(channels)} (found {odd!r})")
+    return values
 
 
 def hands_from_json(json_path: str | os.PathLike, key: str, frames, layout: Layout) -> np.ndarray:
@@ -236,7 +238,7 @@ def hands_from_json(json_path: str | os.PathLike, key: str, frames, layout: Layo
     if not frames:
         raise IngestError(json_path, f"key {key!r}: empty sequence: no frames")
     c = layout.num_channels
-    hands = np.full((len(frames), 2, HAND_POINTS, c), np.nan)  # (T, detected hand slot, 21, C)
+    values, slots = [], []  # every detected hand's points, and its (frame, slot): one array built at the end
     for t, frame in enumerate(frames):
         if not isinstance(frame, dict):
             raise IngestError(json_path, f"key {key!r}, frame {t}: expected an object with keys "
@@ -247,13 +249,23 @@ def hands_from_json(json_path: str | os.PathLike, key: str, frames, layout: Layo
                                          f"{list(HAND_KEYS)}")
         for k, hand in enumerate(HAND_KEYS):
             if hand in frame:
-                hands[t, k] = _hand_array(json_path, key, t, hand, frame[hand], layout.channels)
+                values.append(_hand_values(json_path, key, t, hand, frame[hand], layout.channels))
+                slots.append((t, k))
+    hands = np.full((len(frames), 2, HAND_POINTS, c), np.nan)  # (T, detected hand slot, 21, C)
+    if slots:
+        found = np.array(values, np.float64)  # (H, 21, C)
+        bad = ~np.isfinite(found).all((1, 2))
+        if bad.any():
+            t, k = slots[int(np.argmax(bad))]
+            raise IngestError(json_path, f"key {key!r}, frame {t}, {HAND_KEYS[k]!r}: non-finite coordinate")
+        where = np.array(slots)
+        hands[where[:, 0], where[:, 1]] = found
     present = ~np.isnan(hands[..., 0, 0])  # (T, 2)
     cx = hands[..., 0].mean(-1)  # (T, 2) mean x of each detected hand (NaN where none)
     both = present.all(-1)
     midline = float(np.median(cx[both].mean(-1))) if both.any() else 0.5
     # right[t, k]: detected hand k of frame t is the signer's right hand (image left in an unmirrored video).
-    right = np.where(both[:, None], cx == np.nanmin(np.where(present, cx, np.inf), -1, keepdims=True),
+    right = np.where(both[:, None], cx == np.where(present, cx, np.inf).min(-1, keepdims=True),
                      cx < midline) & present
     if (both & (right[:, 0] == right[:, 1])).any():  # two hands at the same mean x: first slot is right
         tie = both & (right[:, 0] == right[:, 1])
@@ -381,6 +393,7 @@ def ingest_slovo(source: str | os.PathLike, out: str | os.PathLike, *, keypoints
 
 def _ingest_keypoints(json_path: Path, csv_path: Path, out, entries: list[SourceEntry], layout: Layout,
                       class_names: list[str], provenance: dict, **options) -> IngestReport:
+    start = time.perf_counter()
     wanted = {e.seq_id for e in entries if e.problem is None}
     found, extra = read_slovo_keypoints(json_path, wanted, layout, progress=options["progress"])
     chosen = []
@@ -404,6 +417,7 @@ def _ingest_keypoints(json_path: Path, csv_path: Path, out, entries: list[Source
     # One reader: the frames are already in memory, and the store is written in annotation order.
     report = write_entries(out, chosen, read, layout=layout, classes=class_names, provenance=provenance, workers=1,
                            **options)
+    report.seconds = time.perf_counter() - start  # the JSON's reading included
     if extra:
         report.notes.append(f"{len(extra)} key(s) of {json_path.name} are not in {ANNOTATIONS} and were not "
                             f"ingested (first: {', '.join(extra[:5])})")
