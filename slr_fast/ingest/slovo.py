@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slr_fast.errors import UserInputError
 from slr_fast.fileio import regular_file_problem
 from slr_fast.ingest.common import (
     IngestError,
@@ -60,6 +61,10 @@ HAND_KEYS = ("hand 1", "hand 2")
 HAND_POINTS = 21
 _TRAIN = {"true": True, "false": False}
 _NUMBERS = {float, int}  # what ijson gives for JSON numbers (use_float=True)
+
+
+class SlovoExtraMissing(UserInputError, ImportError):
+    """ijson is not installed: one line naming the extra (an ImportError for Python callers)."""
 
 
 @dataclass(frozen=True)
@@ -314,7 +319,8 @@ def read_slovo_keypoints(json_path: str | os.PathLike, wanted: set[str], layout:
     try:
         import ijson
     except ImportError as e:
-        raise ImportError("reading slovo_mediapipe.json needs ijson: pip install -e '.[slovo]'") from e
+        raise SlovoExtraMissing(f"reading slovo_mediapipe.json needs ijson: pip install -e '.[slovo]' "
+                                f"({type(e).__name__}: {e})") from e
     json_path = Path(json_path)
     _hands_columns(json_path, layout)  # refuse a layout with lips/pose before reading 1.2 GB
     f, bar = _open_json(json_path, progress)
@@ -379,10 +385,7 @@ def ingest_slovo(source: str | os.PathLike, out: str | os.PathLike, *, keypoints
         return _ingest_keypoints(Path(keypoints), csv_path, out, entries, layout, class_names, provenance,
                                  skip_bad=skip_bad, overwrite=overwrite, progress=progress, compression=compression)
     provenance["trim"] = "frames begin..end-1 of each video" if trim else "none"
-    try:
-        from slr_fast.video import extract_entries
-    except ImportError as e:  # the package itself, not the extra: extract_entries names the extra when it is missing
-        raise ImportError(f"Slovo videos need slr_fast.video ({e})") from e
+    from slr_fast.video import extract_entries  # names the video extra in one line when it is missing
     by_line = {e.seq_id: r for e, r in zip(entries, rows, strict=True)}
     trims = ({e.path: (by_line[e.seq_id].begin, by_line[e.seq_id].end) for e in entries if e.problem is None}
              if trim else None)

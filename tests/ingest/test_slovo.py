@@ -200,6 +200,13 @@ def test_cli_keypoints_and_one_line_errors(slovo_dir, tmp_path, capsys):
     assert_one_line_error(rc, err, "annotations.csv", "line 4 of annotations.csv: train is 'yes'")
 
 
+def test_without_ijson_one_line_names_the_extra(slovo_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "ijson", None)  # as if not installed
+    rc, _, err = call_cli(["ingest", "slovo", slovo_dir, "--keypoints", slovo_dir / "slovo_mediapipe.json", "--out",
+                           tmp_path / "s.zarr"], capsys)
+    assert_one_line_error(rc, err, "pip install -e '.[slovo]'")
+
+
 # ------------------------------------------------------------------ the video path (MediaPipe Holistic)
 def _need_video():
     from slr_fast.video import video_available
