@@ -281,12 +281,16 @@ ALL_FOUR = ["loss.mixup_prob=0.5", "loss.focal_schedule=cosine", "loss.focal_gam
             "loss.distill_weight=0.5", "loss.consistency_weight=0.1"]
 
 
-def test_short_run_with_every_remedy_then_a_stage_from_it(small_store, small_args, tmp_path):
+def test_runs_with_every_remedy_resume_and_hand_over(small_store, small_args, tmp_path, monkeypatch):
+    """A run with all four on records each component; killed mid-epoch and resumed it ends as the uninterrupted
+    run did (weights, confusion matrix, components); a second stage starts from its weights and confusion."""
     from slr_fast.cli.main import main
+    from slr_fast.train import loop
     from slr_fast.train.checkpoint import load_checkpoint
 
     run = tmp_path / "stage1"
-    assert main(small_args(small_store, run, "--epochs", "1", *[a for s in ALL_FOUR for a in ("--set", s)])) == 0
+    args = ("--epochs", "1", "--save-every-steps", "1", *[a for s in ALL_FOUR for a in ("--set", s)])
+    assert main(small_args(small_store, run, *args)) == 0
     rec = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     for key in ("loss_main", "loss_aux0", "loss_margin", "loss_distill", "loss_part", "loss_consistency"):
         assert math.isfinite(rec[key]) and rec[key] >= 0, key
@@ -294,16 +298,42 @@ def test_short_run_with_every_remedy_then_a_stage_from_it(small_store, small_arg
     assert json.loads((run / "config.json").read_text())["model"]["part_heads"] is True
     st = load_checkpoint(run / "last.pt", fields=("model", "model_config"))
     assert st["model_config"]["part_heads"] and any(k.startswith("part_heads.") for k in st["model"])
-    confusion = st["remedies"]["confusion"]
-    assert float(confusion.sum()) > 0 and "Loss components" in (run / "report.md").read_text()
+    assert float(st["remedies"]["confusion"].sum()) > 0 and "Loss components" in (run / "report.md").read_text()
+
+    # killed after step 2 of 4 and resumed: the same end as the uninterrupted run
+    save = loop.Trainer._save
+
+    def killed_after_step_2(self, name):
+        save(self, name)
+        if self.step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop.Trainer, "_save", killed_after_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        main(small_args(small_store, tmp_path / "killed", *args))
+    monkeypatch.setattr(loop.Trainer, "_save", save)
+    assert main(["train", "--resume", str(tmp_path / "killed"), "--no-progress"]) == 0
+    resumed = load_checkpoint(tmp_path / "killed" / "last.pt")
+    assert all(torch.equal(st["model"][k], resumed["model"][k]) for k in st["model"])
+    assert torch.equal(st["remedies"]["confusion"], resumed["remedies"]["confusion"])
+    rec_r = json.loads((tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()[0])
+    keys = ("loss_main", "loss_margin", "loss_distill", "loss_part", "loss_consistency", "focal_gamma")
+    assert [rec[k] for k in keys] == [rec_r[k] for k in keys]
 
     # stage 2: from stage 1's weights and confusion, its best weights as the teacher, without the part heads
+    taken, take_over = [], Remedies.take_over
+
+    def recording(self, state, path):
+        taken.append(state)
+        take_over(self, state, path)
+
+    monkeypatch.setattr(Remedies, "take_over", recording)
     run2 = tmp_path / "stage2"
     assert main(small_args(small_store, run2, "--epochs", "1", "--init-from", str(run / "best.pt"), "--set",
                            "loss.margin_weight=0.2", "--set", "loss.distill_weight=0.5", "--set",
                            "loss.distill_teacher=init")) == 0
     st2 = load_checkpoint(run2 / "last.pt", fields=("model",))
     assert not any(k.startswith("part_heads.") for k in st2["model"])
-    assert float(st2["remedies"]["confusion"].sum()) > 0
+    assert torch.equal(taken[0]["confusion"], load_checkpoint(run / "best.pt")["remedies"]["confusion"])
     rec2 = json.loads((run2 / "metrics.jsonl").read_text().splitlines()[0])
     assert rec2["loss_distill"] >= 0 and "loss_part" not in rec2
