@@ -234,7 +234,8 @@ def _loader(v) -> str | None:
 def _partial(v) -> str | None:
     if not isinstance(v, dict) or not all(_is_number(v.get(k)) and v[k] >= 0 for k in ("loss", "n", "correct")):
         return "expected running sums: loss, n and correct, finite and >= 0"
-    return None
+    bad = [k for k, x in v.items() if not (isinstance(k, str) and _is_number(x))]  # the loss components too
+    return f"running sum {bad[0]!r} is not a finite number" if bad else None
 
 
 def _history(v) -> str | None:

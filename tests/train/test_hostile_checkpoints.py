@@ -143,6 +143,7 @@ RESUME_CASES = {
     "history_not_a_list": (lambda st: st.update(history={"epoch": 0}), ["'history'"]),
     "history_longer_than_epochs": (lambda st: st["history"].append({"epoch": 1}), ["'history'", "'epoch'"]),
     "partial_nan": (lambda st: st["partial"].update(loss=float("nan")), ["'partial'"]),
+    "partial_component_text": (lambda st: st["partial"].update(loss_margin="x"), ["'partial'", "'loss_margin'"]),
     "config_bad_field": (lambda st: st["config"].update(epochs="x"), ["'config'", "config.epochs", "'x'"]),
     "ema_missing": (lambda st: st.update(ema=None), ["'ema'", "ema_decay"]),
     "ema_weights_of_other_model": (lambda st: st["ema"]["module"].pop(_first_float(st["ema"]["module"])),
