@@ -111,7 +111,7 @@ def _check_row(csv_path: Path, line: int, row: dict) -> SlovoRow:
     name = csv_path.name
     where = f"line {line} of {name}"
     if None in row:  # DictReader files surplus cells under None
-        problem = f"{where}: {len(COLUMNS) + len(row[None])} or more cells, the header has {len(row) - 1}"
+        problem = f"{where}: {len(row) - 1 + len(row[None])} cells, the header has {len(row) - 1}"
         return SlovoRow(line, "", "", "", False, None, None, problem)
     values = {c: (row.get(c) or "").strip() for c in COLUMNS}
     problems = [f"empty {c}" for c in ("attachment_id", "user_id", "text", "train") if not values[c]]
@@ -165,12 +165,12 @@ def slovo_entries(source: str | os.PathLike, rows: list[SlovoRow], *, videos: bo
 
     With `videos`, a row whose video is missing is a bad file; with `trim`, so is a row without begin < end.
     """
-    root = Path(source) if Path(source).is_dir() else Path(source).parent
+    root, csv_name = (Path(source), ANNOTATIONS) if Path(source).is_dir() else (Path(source).parent, Path(source).name)
     names = sorted({r.user_id for r in rows if r.user_id})
     signer = {n: i for i, n in enumerate(names)}
     entries = []
     for r in rows:
-        where = f"line {r.line} of {ANNOTATIONS}"
+        where = f"line {r.line} of {csv_name}"
         path = (root / ("train" if r.train else "test") / f"{r.attachment_id}.mp4").absolute()
         problem = r.problem
         if problem is None and trim and (r.begin is None or r.end is None or r.end <= r.begin):
@@ -180,7 +180,7 @@ def slovo_entries(source: str | os.PathLike, rows: list[SlovoRow], *, videos: bo
             if missing:
                 problem = f"video {missing} (listed on {where})"
         if not r.attachment_id:
-            path = root / ANNOTATIONS
+            path = root / csv_name
         entries.append(SourceEntry(path, r.sign, signer.get(r.user_id, -1), r.attachment_id or f"line {r.line}",
                                    0 if r.train else 2, problem))
     return entries, names

@@ -131,6 +131,16 @@ def test_a_bad_row_is_named_by_line_and_listed_under_skip_bad(slovo_dir, tmp_pat
     assert list(KeypointStore.open(tmp_path / "s.zarr").seq_ids) == [i for k, i in enumerate(IDS) if k != 1]
 
 
+def test_a_row_with_surplus_cells_is_a_bad_row(slovo_dir, tmp_path):
+    csv_path = _variant(tmp_path, "wide.csv", annotation_rows())
+    lines = csv_path.read_text(encoding="utf-8").splitlines()
+    lines[2] += "\tsurplus"
+    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = read_annotations(csv_path)
+    assert rows[1].problem == "line 3 of wide.csv: 10 cells, the header has 9"
+    assert [r.problem for k, r in enumerate(rows) if k != 1] == [None] * 4
+
+
 def test_header_and_repeated_ids_stop_at_the_csv(tmp_path):
     rows = annotation_rows()
     with pytest.raises(IngestError, match=r"a\.csv: missing column\(s\) \['end'\]"):
@@ -256,9 +266,9 @@ def test_a_row_whose_video_is_missing_is_a_bad_file(video_run):
     rows = annotation_rows() + annotation_rows((("c1-gone", "u1ab", "утро", True, 0, 2, (0, 2)),))
     csv_path = _variant(root, "missing.csv", rows)
     gone = root / "train" / "c1-gone.mp4"
-    with pytest.raises(IngestError, match=f"{gone}: video file not found \\(listed on line 7 of annotations.csv\\)"):
+    with pytest.raises(IngestError, match=f"{gone}: video file not found \\(listed on line 7 of missing.csv\\)"):
         ingest_slovo(csv_path, root / "m.zarr", progress=False, cache_dir=root / "cache", keep_cache=True)
     report = ingest_slovo(csv_path, root / "m.zarr", skip_bad=True, progress=False, cache_dir=root / "cache",
                           keep_cache=True)
     assert report.written == 5 and report.skipped == [(str(gone), "video file not found (listed on line 7 of "
-                                                                  "annotations.csv)")]
+                                                                  "missing.csv)")]
