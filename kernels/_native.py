@@ -60,16 +60,17 @@ def masked_attention(
     lengths: torch.Tensor | None = None,
     window: int | None = None,
     scale: float | None = None,
+    dilation: int = 1,
 ) -> torch.Tensor:
-    """``F.scaled_dot_product_attention`` with a boolean padding/window mask (the attention below, without RoPE)."""
-    _check_attention("masked_attention", q, k, v, lengths, window)
+    """``F.scaled_dot_product_attention`` with a boolean padding/window/dilation mask (the attention, without RoPE)."""
+    _check_attention("masked_attention", q, k, v, lengths, window, dilation)
     B, _, T, D = q.shape
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
-    if lengths is None and window is None:
+    if lengths is None and window is None and dilation == 1:
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
-    pair, rows = attention_mask(B, T, lengths, window, q.device)  # (B, 1, T, T), (B, 1, T, 1)
-    # SDPA turns a row with no visible key into NaN. With window >= 0 every valid query sees itself, so only
-    # padded query rows are fully masked: let them see every key, then zero them (gradients are zeroed too).
+    pair, rows = attention_mask(B, T, lengths, window, q.device, dilation)  # (B, 1, T, T), (B, 1, T, 1)
+    # SDPA turns a row with no visible key into NaN. With window >= 0 and any dilation every valid query sees itself,
+    # so only padded query rows are fully masked: let them see every key, then zero them (gradients are zeroed too).
     pair = pair | ~rows
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=pair, scale=scale)
     return out * rows.to(out.dtype)
@@ -84,8 +85,9 @@ def attention(
     offsets: torch.Tensor | None = None,
     base: float = 10000.0,
     scale: float | None = None,
+    dilation: int = 1,
 ) -> torch.Tensor:
-    """Reference RoPE, then ``F.scaled_dot_product_attention`` with a boolean padding/window mask."""
-    _check_rope_attention(q, k, v, lengths, window, offsets)
+    """Reference RoPE, then ``F.scaled_dot_product_attention`` with a boolean padding/window/dilation mask."""
+    _check_rope_attention(q, k, v, lengths, window, offsets, dilation)
     qr, kr = reference.rope(q, k, offsets, base)
-    return masked_attention(qr, kr, v, lengths, window, scale)
+    return masked_attention(qr, kr, v, lengths, window, scale, dilation)

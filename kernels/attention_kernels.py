@@ -1,11 +1,12 @@
-"""The Triton kernels of fused RoPE attention (FlashAttention-2 style), bidirectional, with key padding and an
-optional local window; kernels/attention.py sizes, launches and differentiates them.
+"""The Triton kernels of fused RoPE attention (FlashAttention-2 style), bidirectional, with key padding, an
+optional local window and an optional dilation; kernels/attention.py sizes, launches and differentiates them.
 
 Forward, for one (batch b, head h), head dim D = 2·E, positions p_t = offsets[b] + t, θ_e = base^(-2e/D):
 
     rotate-half RoPE:  x̃[t, e] = x[t, e]·cos(p_t θ_e) − x[t, e+E]·sin(p_t θ_e)
                        x̃[t, e+E] = x[t, e+E]·cos(p_t θ_e) + x[t, e]·sin(p_t θ_e)        (x̃ = R_t x)
-    S = scale · Q̃ K̃ᵀ,   S[i, j] = −∞ where j ≥ L (L = lengths[b]) or, with a window w, |i − j| > w
+    S = scale · Q̃ K̃ᵀ,   S[i, j] = −∞ where j ≥ L (L = lengths[b]), or with a window w |i − j| > w,
+                        or with a dilation K (i − j) mod K ≠ 0
     P = softmax_j(S),   O = P V,   and O[i] = 0 for rows i ≥ L or rows with no visible key.
 
 Each program owns BLOCK_M query rows and streams key blocks with the online softmax: a running max m and sum l in
@@ -14,6 +15,18 @@ or past L are never visited; the loop bounds come from the window and the length
 batch costs only its own blocks. The row's log-sum-exp lse = m + log2(l) (base 2) is saved for the backward pass;
 rows with nothing to attend to get lse = +∞, which makes every recomputed P = exp2(S − lse) exactly 0 there, so
 those rows produce zero output and zero gradients with no NaN and no special case in the backward kernels.
+
+Dilation (a sparse pattern: each query sees every K-th frame counted from itself, the Sparse Transformer's strided
+head). The pattern splits the frames into K residue classes r = t mod K that never see each other, and inside one
+class it is dense: frame r + K·u sees frame r + K·u' exactly when dense attention over the class's own "local"
+indices u, u' would, with the length L_r = #{u : r + K·u < L} = ⌈(L − r)/K⌉ and the window ⌊w/K⌋ (|i − j| ≤ w
+⟺ K·|u − u'| ≤ w). So a program owns one class and BLOCK_M consecutive local rows, gathers its Q rows and every
+K/V tile with a row stride of K frames, and runs the unchanged dense loop, window and length rule in local indices;
+the RoPE angles and the outputs use the real frame r + K·u. Hidden keys are therefore skipped at the granularity of
+single frames, for any K, not only whole BLOCK_N tiles: no hidden key is loaded, multiplied or masked, and a
+K-dilated pass costs 1/K of the dense one (the tiles stay full, each row still a contiguous D-vector). With K = 1
+there is one class and local index = frame: the dense kernel, unchanged. The grid's first axis enumerates
+(class, block) pairs, ⌈T/K⌉ rows per class (the most any class has; the last class's surplus block is empty).
 
 RoPE inside the kernel: Q and K tiles are loaded as their two halves (E columns each) and rotated in fp32 on the
 way into the dots; rotated tensors never touch memory. The angles come from two small fp32 tables, cos(t·θ_e)
@@ -106,9 +119,25 @@ def _store_unrotated(X, stride_t, stride_d, dx1, dx2, COS_T, SIN_T, offs_t, offs
 
 
 @triton.jit
+def _class_block(T, DILATION, BLOCK: tl.constexpr):
+    # This program's residue class r (frames r, r + K, r + 2K, ...) and the first local index of its block: the
+    # grid's first axis runs over min(K, T) classes × ⌈⌈T/K⌉ / BLOCK⌉ blocks each.
+    blocks = tl.cdiv(tl.cdiv(T, DILATION), BLOCK)
+    pid = tl.program_id(0)
+    return pid // blocks, (pid % blocks) * BLOCK
+
+
+@triton.jit
+def _class_count(n, r, DILATION):
+    # Frames below n in class r (r + K·u < n), i.e. ⌈(n − r)/K⌉; n ≥ 0 and r < K keep the numerator non-negative.
+    return (n - r + DILATION - 1) // DILATION
+
+
+@triton.jit
 def _visible_range(start, length, WINDOW, SPAN: tl.constexpr, STEP: tl.constexpr, HAS_WINDOW: tl.constexpr):
     # [lo, hi) of the rows on the other side that a block of SPAN rows at `start` can see: inside the window and
     # below the length, and none at all when the block itself lies past the length. lo is aligned to STEP tiles.
+    # All in one class's local indices (frames themselves when K = 1): length L_r, window ⌊w/K⌋.
     end = tl.where(start < length, length, 0)
     lo = end * 0
     hi = end
@@ -157,7 +186,8 @@ def attn_fwd(
     stride_vb, stride_vh, stride_vt, stride_vd,
     stride_ob, stride_oh, stride_ot, stride_od,
     H, T,  # heads, padded sequence length
-    WINDOW,  # local window w (only read when HAS_WINDOW)
+    WINDOW,  # local window in class steps, ⌊w/K⌋ (only read when HAS_WINDOW)
+    DILATION,  # K ≥ 1: query i sees key j only when (i − j) mod K = 0 (1 = dense)
     qk_scale,  # softmax scale · log2(e), so exp2 can replace exp
     HEAD_DIM: tl.constexpr,  # D (even)
     BLOCK_HALF: tl.constexpr,  # next power of two ≥ max(D/2, 16)
@@ -166,11 +196,12 @@ def attn_fwd(
     DOT_PRECISION: tl.constexpr,  # "ieee" or "tf32": only affects fp32 inputs
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    start_m = tl.program_id(0) * BLOCK_M
+    r, start_m = _class_block(T, DILATION, BLOCK_M)
     bh, b, h = _batch_head(H)
-    length = tl.minimum(tl.maximum(tl.load(LENGTHS + b), 0), T)
+    length = _class_count(tl.minimum(tl.maximum(tl.load(LENGTHS + b), 0), T), r, DILATION)  # L_r, local
     half = HEAD_DIM // 2
-    offs_m = start_m + tl.arange(0, BLOCK_M)
+    local_m = start_m + tl.arange(0, BLOCK_M)
+    offs_m = r + DILATION * local_m  # frames of this block's query rows
     offs_e = tl.arange(0, BLOCK_HALF)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < HEAD_DIM
@@ -186,12 +217,13 @@ def attn_fwd(
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     lo, hi = _visible_range(start_m, length, WINDOW, BLOCK_M, BLOCK_N, HAS_WINDOW)
     for start_n in range(lo, hi, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
+        local_n = start_n + tl.arange(0, BLOCK_N)
+        offs_n = r + DILATION * local_n  # frames of this key tile, all in class r
         k1, k2 = _rope_tile(k_base, stride_kt, stride_kd, COS_T, SIN_T, offs_n, offs_e, half, T, cos_o, sin_o)
         s = tl.dot(q1, tl.trans(k1), input_precision=DOT_PRECISION)
         s = tl.dot(q2, tl.trans(k2), s, input_precision=DOT_PRECISION)
         s = s * qk_scale
-        visible = _visible_mask(offs_m[:, None], offs_n[None, :], length, WINDOW, HAS_WINDOW)
+        visible = _visible_mask(local_m[:, None], local_n[None, :], length, WINDOW, HAS_WINDOW)
         s = tl.where(visible, s, float("-inf"))
 
         # Online softmax. A row with no visible key so far keeps m = -inf; subtracting 0 instead keeps exp2 finite.
@@ -205,7 +237,7 @@ def attn_fwd(
         acc = tl.dot(p.to(V.dtype.element_ty), v, acc * alpha[:, None], input_precision=DOT_PRECISION)
         m_i = m_new
 
-    row_ok = (offs_m < length) & (l_i > 0.0)
+    row_ok = (local_m < length) & (l_i > 0.0)
     l_safe = tl.where(row_ok, l_i, 1.0)
     out = tl.where(row_ok[:, None], acc / l_safe[:, None], 0.0)
     lse = tl.where(row_ok, m_i + tl.log2(l_safe), float("inf"))
@@ -256,18 +288,19 @@ def attn_bwd_dkdv(
     stride_dob, stride_doh, stride_dot, stride_dod,
     stride_dkb, stride_dkh, stride_dkt, stride_dkd,
     stride_dvb, stride_dvh, stride_dvt, stride_dvd,
-    H, T, WINDOW,
+    H, T, WINDOW, DILATION,  # as in the forward kernel
     sm_scale,  # softmax scale (dK̃ = scale · dSᵀ Q̃)
     qk_scale,  # sm_scale · log2(e), to recompute P in base 2 like the forward
     HEAD_DIM: tl.constexpr, BLOCK_HALF: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_WINDOW: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    start_n = tl.program_id(0) * BLOCK_N
+    r, start_n = _class_block(T, DILATION, BLOCK_N)
     bh, b, h = _batch_head(H)
-    length = tl.minimum(tl.maximum(tl.load(LENGTHS + b), 0), T)
+    length = _class_count(tl.minimum(tl.maximum(tl.load(LENGTHS + b), 0), T), r, DILATION)  # L_r, local
     half = HEAD_DIM // 2
-    offs_n = start_n + tl.arange(0, BLOCK_N)
+    local_n = start_n + tl.arange(0, BLOCK_N)
+    offs_n = r + DILATION * local_n  # frames of this program's keys
     offs_e = tl.arange(0, BLOCK_HALF)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < HEAD_DIM
@@ -287,7 +320,8 @@ def attn_bwd_dkdv(
     # Query rows that can see this block (padded rows past the length have P = 0 and are skipped too).
     lo, hi = _visible_range(start_n, length, WINDOW, BLOCK_N, BLOCK_M, HAS_WINDOW)
     for start_m in range(lo, hi, BLOCK_M):
-        offs_m = start_m + tl.arange(0, BLOCK_M)
+        local_m = start_m + tl.arange(0, BLOCK_M)
+        offs_m = r + DILATION * local_m  # frames of the query rows in class r
         q1, q2 = _rope_tile(q_base, stride_qt, stride_qd, COS_T, SIN_T, offs_m, offs_e, half, T, cos_o, sin_o)
         do = tl.load(do_base + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod,
                      mask=(offs_m[:, None] < T) & mask_d[None, :], other=0.0)
@@ -297,7 +331,7 @@ def attn_bwd_dkdv(
         # Transposed scores (keys × queries) so every product below lands in this block's rows.
         s_t = tl.dot(k1, tl.trans(q1), input_precision=DOT_PRECISION)
         s_t = tl.dot(k2, tl.trans(q2), s_t, input_precision=DOT_PRECISION)
-        visible = _visible_mask(offs_m[None, :], offs_n[:, None], length, WINDOW, HAS_WINDOW)
+        visible = _visible_mask(local_m[None, :], local_n[:, None], length, WINDOW, HAS_WINDOW)
         p_t = tl.where(visible, tl.exp2(s_t * qk_scale - lse[None, :]), 0.0)
         dv = tl.dot(p_t.to(DO.dtype.element_ty), do, dv, input_precision=DOT_PRECISION)
         dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
@@ -322,16 +356,17 @@ def attn_bwd_dq(
     stride_vb, stride_vh, stride_vt, stride_vd,
     stride_dob, stride_doh, stride_dot, stride_dod,
     stride_dqb, stride_dqh, stride_dqt, stride_dqd,
-    H, T, WINDOW, sm_scale, qk_scale,
+    H, T, WINDOW, DILATION, sm_scale, qk_scale,
     HEAD_DIM: tl.constexpr, BLOCK_HALF: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_WINDOW: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    start_m = tl.program_id(0) * BLOCK_M
+    r, start_m = _class_block(T, DILATION, BLOCK_M)
     bh, b, h = _batch_head(H)
-    length = tl.minimum(tl.maximum(tl.load(LENGTHS + b), 0), T)
+    length = _class_count(tl.minimum(tl.maximum(tl.load(LENGTHS + b), 0), T), r, DILATION)  # L_r, local
     half = HEAD_DIM // 2
-    offs_m = start_m + tl.arange(0, BLOCK_M)
+    local_m = start_m + tl.arange(0, BLOCK_M)
+    offs_m = r + DILATION * local_m  # frames of this block's query rows
     offs_e = tl.arange(0, BLOCK_HALF)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < HEAD_DIM
@@ -350,14 +385,15 @@ def attn_bwd_dq(
     dq2 = tl.zeros([BLOCK_M, BLOCK_HALF], tl.float32)
     lo, hi = _visible_range(start_m, length, WINDOW, BLOCK_M, BLOCK_N, HAS_WINDOW)
     for start_n in range(lo, hi, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
+        local_n = start_n + tl.arange(0, BLOCK_N)
+        offs_n = r + DILATION * local_n  # frames of this key tile, all in class r
         k1, k2 = _rope_tile(k_base, stride_kt, stride_kd, COS_T, SIN_T, offs_n, offs_e, half, T, cos_o, sin_o)
         v = tl.load(v_base + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd,
                     mask=(offs_n[:, None] < T) & mask_d[None, :], other=0.0)
 
         s = tl.dot(q1, tl.trans(k1), input_precision=DOT_PRECISION)
         s = tl.dot(q2, tl.trans(k2), s, input_precision=DOT_PRECISION)
-        visible = _visible_mask(offs_m[:, None], offs_n[None, :], length, WINDOW, HAS_WINDOW)
+        visible = _visible_mask(local_m[:, None], local_n[None, :], length, WINDOW, HAS_WINDOW)
         p = tl.where(visible, tl.exp2(s * qk_scale - lse[:, None]), 0.0)
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)
         ds = (p * (dp - delta[:, None])).to(K.dtype.element_ty)

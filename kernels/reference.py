@@ -11,9 +11,11 @@ Ops and their math (H = hidden size, D = head dim, all reductions over the last 
 - ``rope``:              rotate-half RoPE on (B, H, T, D): x·cos θ + rotate_half(x)·sin θ,
                          θ[b, t, i] = (offsets[b] + t) · base^(−2i/D) for i < D/2, repeated for the second half
 - ``rope_attention``:    RoPE on q, k, then bidirectional softmax(q·kᵀ·scale)·v with key padding (j ≥ lengths[b]
-                         masked) and an optional local window |i − j| ≤ w; query rows i ≥ lengths[b] and rows with
-                         no visible key give zeros (never NaN). ``masked_attention`` is the same without RoPE: what
-                         follows a separate RoPE when KernelConfig.rope picks another backend than the attention.
+                         masked), an optional local window |i − j| ≤ w and an optional dilation K (only keys with
+                         (i − j) mod K = 0: every K-th frame counted from the query, itself included); query rows
+                         i ≥ lengths[b] and rows with no visible key give zeros (never NaN). ``masked_attention`` is
+                         the same without RoPE: what follows a separate RoPE when KernelConfig.rope picks another
+                         backend than the attention.
 """
 
 from __future__ import annotations
@@ -160,9 +162,14 @@ def rope(
 
 
 def attention_mask(
-    batch: int, seq_len: int, lengths: torch.Tensor | None, window: int | None, device: torch.device
+    batch: int, seq_len: int, lengths: torch.Tensor | None, window: int | None, device: torch.device,
+    dilation: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean masks (True = visible): pair mask (B, 1, T, T) and query-row mask (B, 1, T, 1)."""
+    """Boolean masks (True = visible): pair mask (B, 1, T, T) and query-row mask (B, 1, T, 1).
+
+    A pair (i, j) is visible when both frames lie below the length, |i − j| ≤ window (with a window) and
+    (i − j) mod dilation = 0: the one rule every attention backend implements (the Triton kernel by construction).
+    """
     idx = torch.arange(seq_len, device=device)
     if lengths is None:
         valid = torch.ones(batch, seq_len, dtype=torch.bool, device=device)
@@ -171,10 +178,19 @@ def attention_mask(
     pair = valid[:, None, None, :] & valid[:, None, :, None]  # (B, 1, Tq, Tk)
     if window is not None:
         pair = pair & ((idx[:, None] - idx[None, :]).abs() <= window)  # (Tq, Tk) broadcast
+    if dilation > 1:
+        pair = pair & ((idx[:, None] - idx[None, :]) % dilation == 0)  # (Tq, Tk) broadcast
     return pair, valid[:, None, :, None]
 
 
-def _check_attention(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths, window) -> None:
+def _check_dilation(name: str, dilation) -> None:
+    """The one rule for a dilation argument: an int >= 1 (1 = dense)."""
+    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
+        raise ValueError(f"{name}: dilation must be an int >= 1 (1 = dense), got {dilation!r}")
+
+
+def _check_attention(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths, window,
+                     dilation: int = 1) -> None:
     if q.dim() != 4:
         raise ValueError(f"{name}: q must be (B, H, T, D), got shape {tuple(q.shape)}")
     for what, t in (("k", k), ("v", v)):
@@ -183,12 +199,14 @@ def _check_attention(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     _check_per_batch(name, "lengths", lengths, q.shape[0])
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
         raise ValueError(f"{name}: window must be None or an int >= 0, got {window!r}")
+    _check_dilation(name, dilation)
 
 
-def _check_rope_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths, window, offsets) -> None:
+def _check_rope_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths, window, offsets,
+                          dilation: int = 1) -> None:
     _check_qk("rope_attention", q, k)
     _check_per_batch("rope_attention", "offsets", offsets, q.shape[0])
-    _check_attention("rope_attention", q, k, v, lengths, window)
+    _check_attention("rope_attention", q, k, v, lengths, window, dilation)
 
 
 def masked_attention(
@@ -198,14 +216,15 @@ def masked_attention(
     lengths: torch.Tensor | None = None,
     window: int | None = None,
     scale: float | None = None,
+    dilation: int = 1,
 ) -> torch.Tensor:
-    """rope_attention without its RoPE: bidirectional softmax(q·kᵀ·scale)·v with key padding and a local window."""
-    _check_attention("masked_attention", q, k, v, lengths, window)
+    """rope_attention without its RoPE: softmax(q·kᵀ·scale)·v with key padding, a local window and a dilation."""
+    _check_attention("masked_attention", q, k, v, lengths, window, dilation)
     B, _, T, D = q.shape
     cd = _compute_dtype(q, k, v)
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     s = (q.to(cd) @ k.to(cd).transpose(-1, -2)) * scale  # (B, H, T, T)
-    pair, _ = attention_mask(B, T, lengths, window, q.device)
+    pair, _ = attention_mask(B, T, lengths, window, q.device, dilation)
     s = s.masked_fill(~pair, float("-inf"))
     # Softmax is shift-invariant, so the row max carries no gradient; rows with no visible key get max 0, p 0.
     m = s.amax(dim=-1, keepdim=True).detach()
@@ -226,9 +245,10 @@ def rope_attention(
     offsets: torch.Tensor | None = None,
     base: float = 10000.0,
     scale: float | None = None,
+    dilation: int = 1,
 ) -> torch.Tensor:
-    """Bidirectional RoPE attention on (B, H, T, D) with key padding and a local window, fp32 math, zeros if masked."""
-    _check_rope_attention(q, k, v, lengths, window, offsets)
+    """Bidirectional RoPE attention on (B, H, T, D) with key padding, a local window and a dilation, fp32 math."""
+    _check_rope_attention(q, k, v, lengths, window, offsets, dilation)
     cd = _compute_dtype(q, k, v)
     qr, kr = rope(q.to(cd), k.to(cd), offsets, base)  # rotated in fp32, never rounded to the input dtype
-    return masked_attention(qr, kr, v.to(cd), lengths, window, scale).to(q.dtype)
+    return masked_attention(qr, kr, v.to(cd), lengths, window, scale, dilation).to(q.dtype)

@@ -4,7 +4,7 @@ Backends (every one has the same signature and no parameters of its own, so a st
 
 - ``torch``:  :mod:`kernels.reference`, eager fp32 math — the truth.
 - ``native``: torch's own fused paths — ``F.rms_norm``, ``F.silu(a) * b``, reference RoPE, and
-  ``F.scaled_dot_product_attention`` with a boolean padding/window mask.
+  ``F.scaled_dot_product_attention`` with a boolean padding/window/dilation mask.
 - ``triton``: the Triton kernels in ``kernels/<op>.py`` (imported on first use, never at import time).
 - ``auto``:   ``triton`` on CUDA with compute capability >= 7.0 and Triton installed, ``native`` elsewhere (CPU, and
   P100 = sm_60, which Triton does not support). On CPU ``native`` is the best eager path: its SDPA (flash-style CPU
@@ -214,12 +214,12 @@ def _rope_then_attention(rope: str, attention: str) -> Callable:
 
     def attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor | None = None,
                      window: int | None = None, offsets: torch.Tensor | None = None, base: float = 10000.0,
-                     scale: float | None = None) -> torch.Tensor:
+                     scale: float | None = None, dilation: int = 1) -> torch.Tensor:
         q, k = apply_rope(q, k, offsets, base)
-        return attend(q, k, v, lengths, window, scale)
+        return attend(q, k, v, lengths, window, scale, dilation)
 
     attention_op.__name__ = f"attention_rope_{rope}_then_{attention}"
-    attention_op.__doc__ = f"RoPE by the {rope!r} backend, then {attention!r} attention (padding/window masks)."
+    attention_op.__doc__ = f"RoPE by the {rope!r} backend, then {attention!r} attention (padding/window/dilation)."
     return attention_op
 
 

@@ -20,9 +20,10 @@ import pytest
 pytest.importorskip("triton", reason="the Triton backend needs triton installed")
 
 TARGETS = (70, 80, 90)
-# Scalars whose names are capitalised like pointers (attention's heads, length and window); every other capitalised
-# parameter is a pointer, every lower-case one an integer unless it is a float scale below.
-_UPPER_SCALARS = {"H", "T", "WINDOW"}
+# Scalars whose names are capitalised like pointers (attention's heads, length, window and dilation); every other
+# capitalised parameter is a pointer, every lower-case one an integer unless it is a float scale below. The dilation
+# is a runtime integer, so one compile serves dense attention and every dilated pattern.
+_UPPER_SCALARS = {"H", "T", "WINDOW", "DILATION"}
 _FLOATS = {"eps", "qk_scale", "sm_scale"}
 # Pointers whose element type is fixed whatever the data's: per-row statistics, partial sums, RoPE tables, indices.
 _FIXED_POINTERS = {"RSTD": "fp32", "DW_PART": "fp32", "DA_PART": "fp32", "LSE": "fp32", "DELTA": "fp32",
