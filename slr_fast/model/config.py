@@ -41,6 +41,10 @@ class ModelConfig:
     conv_layers: int = 1  # depthwise-separable temporal convolution blocks between the local and global stages
     conv_kernel: int = 9  # odd, so the output stays aligned with the input frames
     global_layers: int = 2  # blocks with full attention over the sequence: the order of sign components
+    # The global blocks' attention pattern: "dense" (every frame), or "dilated:K" (K in [2, 256]): query frame i sees
+    # only frames j with (i - j) % K == 0, every K-th frame counted from itself. The local blocks have already mixed
+    # each frame with its neighbours, so a dilated view still reaches all of them; it costs 1/K of dense attention.
+    global_pattern: str = "dense"
     rope_base: float = 10000.0  # RoPE frequency base; sequences are short (<= a few hundred frames)
     residual_init: float = 1.0  # initial value of the learnable per-channel residual scales (1 = plain residual)
     norm_eps: float = 1e-6
@@ -82,6 +86,8 @@ class ModelConfig:
             errors.append("the backbone needs at least one layer (local_layers + conv_layers + global_layers)")
         if self.conv_kernel % 2 == 0:
             errors.append(f"conv_kernel must be odd (keeps frames aligned), got {self.conv_kernel}")
+        if (problem := _global_pattern_error(self.global_pattern)) is not None:
+            errors.append(problem)
         unknown = [p for p in self.pooling if p not in POOL_KINDS]
         if unknown or not self.pooling or len(set(self.pooling)) != len(self.pooling):
             errors.append(f"pooling {self.pooling}: unknown {unknown}; choose from {POOL_KINDS}, each at most once")
@@ -93,6 +99,11 @@ class ModelConfig:
     def num_points(self) -> int:
         """Points per frame (sum of part sizes)."""
         return sum(self.part_sizes)
+
+    @property
+    def global_dilation(self) -> int:
+        """The dilation K of the global blocks' attention (1 = dense), from `global_pattern`."""
+        return 1 if self.global_pattern == "dense" else int(self.global_pattern.partition(":")[2])
 
     @property
     def mlp_hidden(self) -> int:
@@ -182,7 +193,7 @@ class ModelConfig:
                 f"cross_layers={self.cross_layers} (heads {self.cross_heads})",
                 f"  backbone: dim={self.dim} heads={self.heads} mlp={self.mlp_hidden} "
                 f"local={self.local_layers} (window +-{self.local_window}) conv={self.conv_layers} "
-                f"(kernel {self.conv_kernel}) global={self.global_layers}",
+                f"(kernel {self.conv_kernel}) global={self.global_layers} ({self.global_pattern})",
                 f"  pooling:  {'+'.join(self.pooling)} scales={list(self.pool_scales)} queries={self.pool_queries}; "
                 f"multi_level={self.multi_level} aux_heads={self.aux_heads}",
                 f"  regularization: dropout={self.dropout} drop_path={self.drop_path} layerdrop={self.layerdrop}",
@@ -260,6 +271,16 @@ def _tuple_error(name: str, value, kind: type, lo: float, hi: float, max_len: in
 
 
 _PART_NAME = re.compile(r"[^.]{1,64}")  # names a module: no dots, not empty
+_GLOBAL_PATTERN = re.compile(r"dilated:([0-9]{1,3})")
+MAX_DILATION = 256  # far beyond the sequences' 64-256 frames; a bigger K leaves every frame alone with itself
+
+
+def _global_pattern_error(value) -> str | None:
+    """The one rule for ModelConfig.global_pattern: "dense" or "dilated:K" with K in [2, MAX_DILATION]."""
+    match = _GLOBAL_PATTERN.fullmatch(value) if isinstance(value, str) else None
+    if value == "dense" or (match is not None and 2 <= int(match[1]) <= MAX_DILATION):
+        return None
+    return f"global_pattern must be 'dense' or 'dilated:K' with K an integer in [2, {MAX_DILATION}], got {value!r}"
 
 
 def _type_and_bound_errors(cfg: ModelConfig) -> list[str]:

@@ -76,8 +76,8 @@ class KernelOps:
         return self.on(ab.device).swiglu_packed(ab)
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor | None,
-                  window: int | None, base: float) -> torch.Tensor:
-        return self.on(q.device).attention(q, k, v, lengths=lengths, window=window, base=base)
+                  window: int | None, base: float, dilation: int = 1) -> torch.Tensor:
+        return self.on(q.device).attention(q, k, v, lengths=lengths, window=window, base=base, dilation=dilation)
 
     def __getstate__(self) -> dict:
         return {"config": self.config, "bound": {}}
@@ -133,19 +133,21 @@ class DropPath(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """QKV projection -> attention op (RoPE, key padding from lengths, optional +-window) -> output projection.
+    """QKV projection -> attention op (RoPE, key padding from lengths, optional +-window and dilation) -> projection.
 
-    The op masks keys j >= lengths[b], limits a local block to |i - j| <= window, and returns zeros for query
-    rows beyond a sequence's length, so padded frames never reach valid ones through attention.
+    The op masks keys j >= lengths[b], limits a local block to |i - j| <= window, a dilated one to (i - j) % dilation
+    == 0, and returns zeros for query rows beyond a sequence's length, so padded frames never reach valid ones
+    through attention.
     """
 
     def __init__(self, ops: KernelOps, dim: int, heads: int, window: int | None = None, rope_base: float = 10000.0,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, dilation: int = 1):
         super().__init__()
         self.ops = ops
         self.heads = heads
         self.head_dim = dim // heads
         self.window = window
+        self.dilation = dilation
         self.rope_base = rope_base
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.proj = nn.Linear(dim, dim, bias=False)
@@ -156,12 +158,12 @@ class SelfAttention(nn.Module):
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.heads, self.head_dim)  # (B, T, 3, H, Dh)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, Dh)
-        y = self.ops.attention(q, k, v, lengths, self.window, self.rope_base)  # (B, H, T, Dh)
+        y = self.ops.attention(q, k, v, lengths, self.window, self.rope_base, self.dilation)  # (B, H, T, Dh)
         y = y.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
         return self.dropout(self.proj(y))
 
     def extra_repr(self) -> str:
-        return f"heads={self.heads}, head_dim={self.head_dim}, window={self.window}"
+        return f"heads={self.heads}, head_dim={self.head_dim}, window={self.window}, dilation={self.dilation}"
 
 
 class TransformerBlock(nn.Module):
@@ -171,17 +173,19 @@ class TransformerBlock(nn.Module):
         y   = RMSNorm(h)                                 } feed-forward's pre-norm in one pass over the activations
         out = h + a_ffn * SwiGLU(y)
 
-    The same block serves the local stage (attention within +-window frames), the global stage (full attention)
-    and the cross-modal attention among the part tokens of a frame (PartEmbedding in model.py).
+    The same block serves the local stage (attention within +-window frames), the global stage (full attention, or
+    dilated: every `dilation`-th frame) and the cross-modal attention among the part tokens of a frame
+    (PartEmbedding in model.py).
     """
 
     def __init__(self, ops: KernelOps, dim: int, heads: int, mlp_hidden: int, *, window: int | None = None,
-                 rope_base: float = 10000.0, dropout: float = 0.0, drop_path: float = 0.0,
+                 dilation: int = 1, rope_base: float = 10000.0, dropout: float = 0.0, drop_path: float = 0.0,
                  residual_init: float = 1.0, eps: float = 1e-6):
         super().__init__()
         self.ops = ops
         self.attn_norm = RMSNorm(ops, dim, eps)
-        self.attn = SelfAttention(ops, dim, heads, window=window, rope_base=rope_base, dropout=dropout)
+        self.attn = SelfAttention(ops, dim, heads, window=window, rope_base=rope_base, dropout=dropout,
+                                  dilation=dilation)
         # Per-channel residual scales: each branch learns how much it adds to the stream.
         self.attn_scale = nn.Parameter(torch.full((dim,), float(residual_init)))
         self.ffn_norm = RMSNorm(ops, dim, eps)

@@ -4,7 +4,7 @@
       -> PartEmbedding: a network per part + cross-modal attention among part tokens -> (B, T, D)
       -> local stage:  TransformerBlocks attending within +-window frames      -> level 1
       -> conv stage:   depthwise-separable temporal convolution blocks          -> level 2
-      -> global stage: TransformerBlocks with full attention                    -> level 3 (final)
+      -> global stage: TransformerBlocks with full (or dilated) attention       -> level 3 (final)
       -> MultiScalePooling of the final level (+ mean/max of earlier levels)    -> main classifier -> logits
       -> mean/max of each earlier level                                         -> auxiliary classifiers
       (-> mean/max of each part's own tokens over its seen frames -> per-part classifiers, with part_heads)
@@ -213,7 +213,8 @@ class SignModel(nn.Module):
             for _ in range(cfg.conv_layers)
         )
         self.global_blocks = nn.ModuleList(
-            TransformerBlock(ops, cfg.dim, cfg.heads, cfg.mlp_hidden, window=None, drop_path=next(rates), **block_args)
+            TransformerBlock(ops, cfg.dim, cfg.heads, cfg.mlp_hidden, window=None, dilation=cfg.global_dilation,
+                             drop_path=next(rates), **block_args)
             for _ in range(cfg.global_layers)
         )
         self.stages = [name for name, n in (("local", cfg.local_layers), ("conv", cfg.conv_layers),
