@@ -1,9 +1,10 @@
 """The dilated attention pattern (query i sees key j only when (i − j) mod K = 0) in every backend.
 
-The pattern against a hand-built mask, the reference against dense attention on each residue class, native and
-Triton against the reference (forward and every gradient, the attention tolerance row), padding invariance, and the
-Triton kernel's skipping: keys of another class are never loaded, so even NaN there cannot reach a row.
-Triton runs under the interpreter on CPU (~1 ms per program instance): few cases, T ≤ 37, B·H ≤ 2.
+The pattern against a hand-built mask, the reference against dense attention on each residue class, native (SDPA
+on each residue class) and Triton against the reference (forward and every gradient, the attention tolerance row),
+padding invariance, and the Triton kernel's skipping: keys of another class are never loaded, so even NaN there
+cannot reach a row. Triton runs under the interpreter on CPU (~1 ms per program instance): few cases, T ≤ 37,
+B·H ≤ 2.
 """
 
 from __future__ import annotations
@@ -77,19 +78,28 @@ def test_reference_gradcheck() -> None:
     assert torch.autograd.gradcheck(fn, (q, k, v))
 
 
+NATIVE_CASES = [  # (lengths, window, dilation): T = 19 is no multiple of K; lengths past T mean "all frames"
+    ([19, 8, 0], 6, 3),
+    (None, None, 4),
+    ([25, 3, 1], None, 30),
+]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
-def test_native_matches_reference(dtype: torch.dtype) -> None:
-    """SDPA with the dilated boolean mask: output and every gradient within the attention row, padded rows zero."""
+@pytest.mark.parametrize("lengths,window,dilation", NATIVE_CASES, ids=["K3-window6", "K4-unpadded", "K-gt-T"])
+def test_native_matches_reference(lengths, window, dilation, dtype: torch.dtype) -> None:
+    """SDPA on each residue class: output and every gradient within the attention row, padded rows zero."""
     shape = (3, 2, 19, 16)
     q, k, v = (torch.randn(shape).to(dtype) for _ in range(3))
     do = torch.randn(shape).to(dtype)
-    kwargs = dict(lengths=_lengths([19, 8, 0]), window=6, offsets=torch.tensor([0, 3, 1]), dilation=3)
+    kwargs = dict(lengths=_lengths(lengths), window=window, offsets=torch.tensor([0, 3, 1]), dilation=dilation)
     got = _run(get_op("attention", "native"), q, k, v, do, **kwargs)
     want = _run(get_op("attention", "torch"), q, k, v, do, **kwargs)
     for name, g, w in zip(("out", "dq", "dk", "dv"), got, want, strict=True):
         assert torch.isfinite(g).all(), f"{name} has non-finite values"
         assert_close(g, w, "attention", dtype, name)
-    assert (got[0][1, :, 8:] == 0).all() and (got[0][2] == 0).all()
+        for b, n in enumerate(lengths or []):
+            assert (g[b, :, n:] == 0).all(), f"{name}: rows past length {n} are not zero"
 
 
 @pytest.mark.parametrize("attention", ["torch", "native"])
