@@ -43,7 +43,7 @@ from slr_fast.ingest.common import (
 )
 from slr_fast.layout import DEFAULT_LAYOUT, Layout
 from slr_fast.video.cache import cache_key, default_cache_dir, load_result, save_result
-from slr_fast.video.reader import VIDEO_SUFFIXES, VideoError, file_problem, import_holistic, read_video_keypoints
+from slr_fast.video.reader import VIDEO_SUFFIXES, VideoError, check_installed, file_problem, read_video_keypoints
 
 # Worker processes' stderr (MediaPipe's native logging, any crash report), in the cache folder.
 WORKER_LOG = "workers-stderr.log"
@@ -201,7 +201,7 @@ def extract_entries(out: str | os.PathLike, entries: Sequence[SourceEntry], *, l
     The cache (`cache_dir`, default `<out>.extract-cache`) is removed once the store is published unless
     `keep_cache`.
     """
-    import_holistic()  # the one-line install hint before anything else
+    check_installed()  # the one-line install hint before anything else
     start = time.perf_counter()
     if workers is not None and int(workers) < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -290,7 +290,7 @@ def extract_files(videos: Sequence[str | os.PathLike], layout: Layout, *, worker
                   progress: bool = False) -> list[np.ndarray]:
     """(T, P, C) keypoints of each video, in order, extracted on worker processes through a temporary cache (what
     `predict` does with clips); the first bad video raises its VideoError."""
-    import_holistic()
+    check_installed()
     workers = default_video_workers() if workers is None else int(workers)
     with tempfile.TemporaryDirectory(prefix="slr-extract-") as tmp:
         keys: dict[str, str] = {}

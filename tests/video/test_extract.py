@@ -133,8 +133,12 @@ def test_model_complexities_that_would_download_a_model_are_refused(complexity):
 
 
 def test_without_the_extra_extract_says_what_to_install(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(sys.modules, "mediapipe.python.solutions", None)  # any import of it fails
-    monkeypatch.setitem(sys.modules, "mediapipe.python.solutions.holistic", None)
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # as if not installed: finding or importing it fails
     labels = write_labels(tmp_path / "labels.csv", [("clip.mp4", "a")])
     rc, _, err = call_cli(["extract", "--labels", labels, "--out", tmp_path / "s.zarr"], capsys)
     assert_one_line_error(rc, err, "pip install -e '.[video]'")
+    from slr_fast.video.reader import VideoExtraMissing, import_holistic
+
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[video\]'") as e:
+        import_holistic()
+    assert isinstance(e.value, VideoExtraMissing)
