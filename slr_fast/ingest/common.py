@@ -58,9 +58,11 @@ class IngestReport:
 
     def summary(self) -> str:
         """A few human-readable lines: counts, then every skipped file with its reason."""
+        rate = self.files_per_s
+        shown = f"{rate:.2f}" if rate < 10 else f"{rate:.0f}"  # videos go at a few per second, keypoint files faster
         lines = [
             f"wrote {self.written} sequences ({self.frames} frames, {len(self.classes)} classes) to {self.out} "
-            f"in {self.seconds:.1f} s ({self.files_per_s:.0f} files/s)"
+            f"in {self.seconds:.1f} s ({shown} files/s)"
         ]
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} file(s):")
