@@ -83,7 +83,9 @@ def _by_class(x: torch.Tensor, K: int) -> torch.Tensor:
     """(B, H, T, D) -> (B·K, H, ⌈T/K⌉, D): row u of class r is frame r + K·u (zero rows past T)."""
     B, H, T, D = x.shape
     Tk = -(-T // K)
-    x = F.pad(x, (0, 0, 0, Tk * K - T)).view(B, H, Tk, K, D)  # frame r + K·u at [:, :, u, r]
+    if Tk * K != T:
+        x = F.pad(x, (0, 0, 0, Tk * K - T))
+    x = x.reshape(B, H, Tk, K, D)  # frame r + K·u at [:, :, u, r]
     return x.permute(0, 3, 1, 2, 4).reshape(B * K, H, Tk, D)
 
 
