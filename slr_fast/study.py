@@ -40,6 +40,9 @@ ABLATIONS: dict[str, tuple[dict, dict]] = {
     "+self_distill": ({}, {"loss": {"distill_weight": 1.0, "distill_temperature": 2.0, "distill_teacher": "init"}}),
     "+consistency": ({"loss": {"consistency_weight": 0.1, "part_weight": 0.3}}, {}),
     "+dilated_global": ({"model": {"global_pattern": "dilated:2"}}, {}),
+    # Not a new remedy: today's strongest augmentation (mirror, rotations, crops, part distortions, dropout), to
+    # weigh the remedies against.
+    "+augment_full": ({"data": {"augment": "full"}}, {}),
 }
 
 
@@ -50,7 +53,7 @@ class StudySize:
     classes: int = 20
     signers: tuple[int, int, int] = (15, 5, 5)  # train / validation / test signers; each signs every class once
     frames: int = 32
-    epoch_scale: float = 0.1  # factor on every stage's epochs of the shipped recipes (rounded, at least 1)
+    epoch_scale: float = 0.2  # factor on every stage's epochs of the shipped recipes (rounded, at least 1)
     model: dict = field(default_factory=dict)  # ModelConfig overrides on the recipes' preset
     train_eval_samples: int = 1024
     batch_size: int = 0  # 0: the recipes' own
@@ -58,8 +61,8 @@ class StudySize:
 
     @classmethod
     def default(cls) -> StudySize:
-        """The scaled-down default: 20 classes (300 / 100 / 100 sequences), the recipes at a tenth of their
-        epochs; about 15 minutes on 2 idle CPU cores."""
+        """The scaled-down default: 20 classes (300 / 100 / 100 sequences), the recipes at a fifth of their
+        epochs (the original: 12 + 8 + 20)."""
         return cls()
 
     @classmethod
@@ -178,15 +181,14 @@ def scaled_recipe(name: str, size: StudySize, extra_all: dict | None = None, ext
                                                 "train_eval_samples": size.train_eval_samples})
     if size.batch_size:
         base["batch_size"] = size.batch_size
-    base = _deep_merge(base, extra_all or {})
-    stages = []
-    for i, st in enumerate(data["stages"]):
-        st = dict(st)
-        st["epochs"] = max(1, round(st.get("epochs", 30) * size.epoch_scale))
-        if i and extra_later:
-            st = _deep_merge(st, extra_later)
-        stages.append(st)
-    return {"name": data.get("name", name), "base": base, "stages": stages}
+    stages = [{**st, "epochs": max(1, round(st.get("epochs", 30) * size.epoch_scale))} for st in data["stages"]]
+    return _with({"name": data.get("name", name), "base": base, "stages": stages}, extra_all or {}, extra_later or {})
+
+
+def _with(recipe: dict, every: dict, later: dict) -> dict:
+    """`recipe` with `every` merged into its base and `later` into its stages after the first."""
+    return {**recipe, "base": _deep_merge(recipe.get("base") or {}, every),
+            "stages": [_deep_merge(st, later) if i and later else st for i, st in enumerate(recipe["stages"])]}
 
 
 def _deep_merge(a: dict, b: dict) -> dict:
@@ -234,6 +236,17 @@ def _one_run(job: dict) -> dict:
                  "threads": job["threads"]}
     recipe = load_recipe(job["recipe"], overrides, where=job["name"])
     t0 = time.perf_counter()
+    if (run_dir / RECIPE_FILE).exists():
+        def comparable(cfgs):  # what the run trains, not where or how fast
+            return [{k: v for k, v in c.items() if k not in ("threads", "device", "progress")} for c in cfgs]
+
+        saved = [st["config"] for st in json.loads((run_dir / RECIPE_FILE).read_text())["stages"]]
+        wanted = json.loads(json.dumps([{**st.config.to_dict(), "data": {**st.config.to_dict()["data"],
+                                                                         "store": job["store"]}}
+                                        for st in recipe.stages]))
+        if comparable(saved) != comparable(wanted):
+            raise UserInputError(f"{run_dir}: trained with another recipe than {job['name']} seed {job['seed']} is "
+                                 "now; remove it (or use another --out) to train it again")
     if (run_dir / "summary.json").exists():
         pass  # finished by an earlier call: read back
     elif (run_dir / RECIPE_FILE).exists():
@@ -243,14 +256,21 @@ def _one_run(job: dict) -> dict:
     history, _ = joined_history(stage_dirs(run_dir, recipe))
     summary = json.loads((run_dir / "summary.json").read_text())
     return {"name": job["name"], "seed": job["seed"], "run_dir": str(run_dir), "history": history,
-            "test": summary.get("test"), "wall_s": time.perf_counter() - t0}
+            "test": summary.get("test"), "wall_s": time.perf_counter() - t0, "recipe_wall_s": _recipe_seconds(run_dir)}
+
+
+def _recipe_seconds(run_dir: Path) -> float:
+    """Seconds from the recipe's start (recipe.json written) to its end (summary.json written): the wall time of
+    a run, also when read back by a later call."""
+    return (run_dir / "summary.json").stat().st_mtime - (run_dir / "recipe.json").stat().st_mtime
 
 
 def run_study(out: str | Path, size: StudySize | None = None, seeds: int = 3, ablation_seeds: int = 1,
               ablations: dict[str, tuple[dict, dict]] | None = None, device: str = "cpu", jobs: int = 1,
-              threads: int = 0, log=print) -> dict:
+              threads: int = 0, log=print, recipes: dict[str, dict] | None = None) -> dict:
     """Run the study into `out` (resumable: finished runs are read back) and write study.json, study.md and the
-    plots; returns the study.json mapping."""
+    plots; returns the study.json mapping. `recipes` replaces the shipped original and recommended recipes (name →
+    recipe mapping, as `scaled_recipe` makes them; the ablations then go on top of its original)."""
     size = size or StudySize.default()
     if jobs > 1 and not threads:
         threads = 1  # runs side by side: a torch thread each
@@ -259,12 +279,10 @@ def run_study(out: str | Path, size: StudySize | None = None, seeds: int = 3, ab
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     store = str(study_store(out, size).resolve())
-    plan: list[tuple[str, dict, list[int]]] = [
-        (ORIGINAL, scaled_recipe(ORIGINAL, size), list(range(seeds))),
-        (RECOMMENDED, scaled_recipe(RECOMMENDED, size), list(range(seeds))),
-    ]
+    recipes = recipes or {name: scaled_recipe(name, size) for name in (ORIGINAL, RECOMMENDED)}
+    plan: list[tuple[str, dict, list[int]]] = [(name, recipe, list(range(seeds))) for name, recipe in recipes.items()]
     for name, (every, later) in ablations.items():
-        plan.append((ORIGINAL + name, scaled_recipe(ORIGINAL, size, every, later), list(range(ablation_seeds))))
+        plan.append((ORIGINAL + name, _with(recipes[ORIGINAL], every, later), list(range(ablation_seeds))))
     jobs_list = [{"name": name, "recipe": recipe, "seed": seed, "store": store, "device": device,
                   "threads": threads, "run_dir": str(out / "runs" / name / f"seed{seed}")}
                  for name, recipe, seed_list in plan for seed in seed_list]
@@ -275,26 +293,37 @@ def run_study(out: str | Path, size: StudySize | None = None, seeds: int = 3, ab
     log(f"study: {len(jobs_list)} runs ({', '.join(f'{n} ×{len(s)}' for n, _, s in plan)}) on {size.classes} "
         f"classes into {out}")
     results: list[dict] = []
+    failed: list[dict] = []
+
+    def collect(job, get):
+        try:
+            r = get()
+        except Exception as e:  # one failed run is reported in the study, not a lost study
+            failed.append({"recipe": job["name"], "seed": job["seed"], "error": f"{type(e).__name__}: {e}"[:500]})
+            log(f"  {job['name']} seed {job['seed']}: FAILED ({failed[-1]['error']})")
+            return
+        log(f"  {r['name']} seed {r['seed']}: test top-1 {(r['test'] or {}).get('top1', math.nan):.3f} "
+            f"({r['wall_s']:.0f} s)")
+        results.append(r)
+
     if jobs > 1:
         import multiprocessing
 
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for r in pool.map(_one_run, jobs_list):
-                log(f"  {r['name']} seed {r['seed']}: test top-1 {(r['test'] or {}).get('top1', math.nan):.3f} "
-                    f"({r['wall_s']:.0f} s)")
-                results.append(r)
+            futures = [(j, pool.submit(_one_run, j)) for j in jobs_list]
+            for j, fut in futures:
+                collect(j, fut.result)
     else:
         for j in jobs_list:
-            r = _one_run(j)
-            log(f"  {r['name']} seed {r['seed']}: test top-1 {(r['test'] or {}).get('top1', math.nan):.3f} "
-                f"({r['wall_s']:.0f} s)")
-            results.append(r)
+            collect(j, lambda j=j: _one_run(j))
     study = assemble(results, [name for name, _, _ in plan])
+    study["failed"] = failed
     study["setup"] = {"size": asdict(size), "seeds": seeds, "ablation_seeds": ablation_seeds, "device": device,
                       "jobs": jobs, "ablations": {k: {"every_stage": a, "later_stages": b}
                                                   for k, (a, b) in ablations.items()},
                       "recipes": {name: recipe for name, recipe, _ in plan},
-                      "wall_s": time.perf_counter() - t0, "cpu_count": os.cpu_count()}
+                      "wall_s": time.perf_counter() - t0, "cpu_count": os.cpu_count(),
+                      "runs_wall_s": sum(r.get("recipe_wall_s") or 0.0 for r in results)}
     write_study(study, results, out)
     return study
 
@@ -308,6 +337,8 @@ def assemble(results: list[dict], order: list[str]) -> dict:
     for name in order:
         runs = [run_metrics(name, r["seed"], Path(r["run_dir"]), r["history"], r["test"], targets.get(r["seed"]))
                 for r in results if r["name"] == name]
+        for run, r in zip(runs, [r for r in results if r["name"] == name], strict=True):
+            run["wall_s"] = r.get("recipe_wall_s")
         recipes[name] = {"runs": runs, **summarize(runs)}
     return {"recipes": recipes, "goals": goals(recipes)}
 
@@ -392,6 +423,8 @@ def write_study(study: dict, results: list[dict], out: Path) -> None:
             numbers = ", ".join(f"{k} {_short(x)}" for k, x in v.items() if k != "met")
             lines.append(f"- {key.replace('_', ' ')}: {'met' if v['met'] else 'NOT met'} ({numbers})")
         lines.append("")
+    for f in study.get("failed", []):
+        lines.append(f"- FAILED: {f['recipe']} seed {f['seed']}: {f['error']}")
     lines += ["Plots: " + ", ".join(f"`{p.name}`" for p in plots), ""]
     with writing(out / "study.md"):
         (out / "study.md").write_text("\n".join(lines))

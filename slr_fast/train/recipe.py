@@ -57,7 +57,7 @@ class RecipeError(ConfigError):
 @dataclass
 class Stage:
     name: str
-    config: TrainConfig  # init_from is "" for `previous` until the previous stage has run
+    config: TrainConfig  # init_from "previous" until the previous stage has run
     init_from: str  # PREVIOUS, NONE or a checkpoint path
 
 
@@ -174,6 +174,9 @@ def load_recipe(source: str | Path | dict, overrides: dict | None = None, set_ar
             if taken:
                 raise RecipeError(f"{label}: {taken[0]}: set by the recipe runner (per stage), not the recipe")
         d = TrainConfig().to_dict()
+        # `previous` stands in for the previous stage's checkpoint until it exists (so checks that need an
+        # init_from, like a distillation teacher "init", see one).
+        d["init_from"] = "" if init == NONE else init
         try:
             for layer, label in ((base, "base: "), (raw, ""), (overrides or {}, "the command line's flags: ")):
                 _merge(d, layer, label)
@@ -181,7 +184,6 @@ def load_recipe(source: str | Path | dict, overrides: dict | None = None, set_ar
             cfg = cfg.override(set_args or [])
         except ConfigError as e:
             raise RecipeError(f"{here}: {e}", e.field, e.value, e.expected) from e
-        cfg.init_from = "" if init in (PREVIOUS, NONE) else init
         out.append(Stage(sname, cfg, init))
     return Recipe(name, out, "" if isinstance(source, dict) else str(source))
 
@@ -246,7 +248,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path, progress: bool | None = None
         raise UserInputError(f"--run-dir {run_dir}: not empty; a recipe needs a folder of its own")
     for s in recipe.stages:  # recorded as absolute paths, so the recipe resumes from any folder
         s.config.data.store = absolute_location(s.config.data.store)
-        if s.config.init_from:
+        if s.config.init_from and s.init_from != PREVIOUS:
             s.config.init_from = absolute_location(s.config.init_from)
     with writing(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -290,10 +292,11 @@ def _run(recipe: Recipe, run_dir: Path, progress: bool | None, store: str | None
             print(f"recipe {recipe.name}: resuming stage {i + 1}/{len(folders)} ({stage.name}) in {folder}")
             result.stages.append(fit(TrainConfig(), resume=str(folder), progress=progress, store=store))
             continue
-        cfg = TrainConfig.from_dict(stage.config.to_dict())
-        cfg.run_dir = str(folder)
+        d = stage.config.to_dict()
+        d["run_dir"] = str(folder)
         if stage.init_from == PREVIOUS:
-            cfg.init_from = str(_handoff(folders[i - 1]).resolve())
+            d["init_from"] = str(_handoff(folders[i - 1]).resolve())
+        cfg = TrainConfig.from_dict(d)
         print(f"recipe {recipe.name}: stage {i + 1}/{len(folders)} ({stage.name}) in {folder}"
               + (f", from {cfg.init_from}" if cfg.init_from else ""))
         result.stages.append(fit(cfg, progress=progress))

@@ -39,6 +39,16 @@ stages:
     assert a.model == {"preset": "tiny", "drop_path": 0.1} and a.loss.focal_gamma == 2.0
     assert a.seed == b.seed == 7 and b.optim.weight_decay == 0.01 and b.loss.label_smoothing == 0.2
     assert a.loss.mixup_prob == 0.0  # untouched fields keep TrainConfig's defaults
+    assert (a.init_from, b.init_from) == ("", "previous")  # the previous stage's checkpoint, once it exists
+
+
+def test_previous_stage_counts_as_init_from_for_checks():
+    # A distillation teacher "init" needs an init_from: a later stage has one (the previous stage's), the first not.
+    later = {"loss": {"distill_weight": 1.0, "distill_teacher": "init"}}
+    r = load_recipe({"stages": [{}, later]})
+    assert r.stages[1].config.loss.distill_teacher == "init"
+    with pytest.raises(RecipeError, match=r"stages\[0\] \(stage1\): config.loss.distill_teacher"):
+        load_recipe({"stages": [later]})
 
 
 def test_shipped_recipes_parse():

@@ -1,0 +1,133 @@
+"""The generalization study: its metric functions on hand-made curves, and `study` end to end at a toy size."""
+
+import json
+import math
+
+import pytest
+
+from slr_fast.study import (
+    ORIGINAL,
+    RECOMMENDED,
+    StudySize,
+    assemble,
+    epochs_to_target,
+    final_gap,
+    goals,
+    max_gap,
+    overfit_epoch,
+    run_study,
+    scaled_recipe,
+    summarize,
+)
+
+
+def test_gaps():
+    h = [{"train_acc": 0.5, "val_acc": 0.4}, {"train_acc": 0.9, "val_acc": 0.5}, {"train_acc": 0.95, "val_acc": 0.7}]
+    assert final_gap(h) == pytest.approx(0.25)
+    assert max_gap(h) == pytest.approx(0.4)
+    assert final_gap([]) is None and max_gap([{"train_acc": 0.5}]) is None
+
+
+def test_overfit_epoch_finds_the_divergence():
+    train = [3.0, 2.5, 2.0, 1.5, 1.0, 0.8, 0.6, 0.4]
+    val = [3.1, 2.7, 2.4, 2.3, 2.35, 2.5, 2.7, 2.9]  # lowest at 3, then rises while train falls
+    assert overfit_epoch(train, val) == 3
+
+
+def test_overfit_epoch_ignores_bumps_plateaus_and_joint_rises():
+    train = [3.0, 2.5, 2.0, 1.5, 1.0, 0.8, 0.6, 0.4]
+    bump = [3.1, 2.7, 2.4, 2.5, 2.3, 2.2, 2.1, 2.0]  # one epoch up, then lower again: no onset
+    assert overfit_epoch(train, bump) is None
+    flat = [3.1, 2.7, 2.4, 2.401, 2.402, 2.403, 2.404, 2.405]  # above the minimum but by < 2 %: a plateau
+    assert overfit_epoch(train, flat) is None
+    rising_train = [3.0, 2.5, 2.0, 2.1, 2.2, 2.3, 2.4, 2.5]  # both rise (a rate too high): not overfitting
+    assert overfit_epoch(rising_train, [3.1, 2.7, 2.4, 2.5, 2.6, 2.7, 2.8, 2.9]) is None
+    assert overfit_epoch([1.0, 0.9], [1.0, 1.1]) is None  # too short to tell
+    # A later, lasting rise after the bump is found.
+    late = [3.1, 2.7, 2.4, 2.5, 2.3, 2.2, 2.4, 2.6, 2.8]
+    assert overfit_epoch([3 - 0.3 * i for i in range(9)], late) == 5
+    with pytest.raises(ValueError):
+        overfit_epoch([1.0], [1.0, 2.0])
+
+
+def test_epochs_to_target():
+    acc = [0.1, 0.4, 0.6, 0.55, 0.8]
+    assert epochs_to_target(acc, 0.6, [1.0, 2.0, 3.0, 4.0, 5.0]) == (3, 6.0)
+    assert epochs_to_target(acc, 0.05) == (1, None)
+    assert epochs_to_target(acc, 0.9, [1.0] * 5) == (None, None)
+    assert epochs_to_target(acc, None) == (None, None)
+
+
+def _run(name, seed, val, train, test):
+    history = [{"epoch": i, "val_acc": v, "train_acc": t, "val_loss": 1 - v, "train_loss": 1 - t,
+                "epoch_time_s": 2.0} for i, (v, t) in enumerate(zip(val, train, strict=True))]
+    return {"name": name, "seed": seed, "run_dir": f"runs/{name}/seed{seed}", "history": history,
+            "test": {"top1": test}}
+
+
+def test_assemble_means_targets_and_goals():
+    results = [
+        _run(ORIGINAL, 0, [0.2, 0.5, 0.6, 0.6], [0.3, 0.8, 0.95, 1.0], 0.55),
+        _run(ORIGINAL, 1, [0.2, 0.4, 0.5, 0.5], [0.3, 0.7, 0.90, 1.0], 0.45),
+        _run(RECOMMENDED, 0, [0.4, 0.7], [0.5, 0.8], 0.70),
+        _run(RECOMMENDED, 1, [0.3, 0.6], [0.4, 0.7], 0.65),
+    ]
+    study = assemble(results, [ORIGINAL, RECOMMENDED])
+    o, r = study["recipes"][ORIGINAL], study["recipes"][RECOMMENDED]
+    # The target of each seed is the original's best validation top-1 with that seed (0.6 and 0.5).
+    assert [run["epochs_to_target"] for run in o["runs"]] == [3, 3]
+    assert [run["epochs_to_target"] for run in r["runs"]] == [2, 2]
+    assert [run["seconds_to_target"] for run in r["runs"]] == [4.0, 4.0]
+    assert o["mean"]["final_gap"] == pytest.approx((0.4 + 0.5) / 2)
+    assert r["mean"]["final_gap"] == pytest.approx(0.1)
+    assert o["mean"]["max_gap"] == pytest.approx((0.4 + 0.5) / 2)
+    assert r["mean"]["test_top1"] == pytest.approx(0.675) and r["std"]["test_top1"] == pytest.approx(
+        math.sqrt(2 * 0.025**2))
+    g = study["goals"]
+    assert g["gap_at_most_half"]["met"] and g["test_higher_beyond_spread"]["met"]
+    assert not g["third_of_the_epochs"]["met"]  # 2 epochs against 4 / 3
+    # Overlapping seeds are not "beyond the spread".
+    results[3]["test"]["top1"] = 0.5
+    assert not goals(assemble(results, [ORIGINAL, RECOMMENDED])["recipes"])["test_higher_beyond_spread"]["met"]
+
+
+def test_summarize_skips_missing_values():
+    s = summarize([{"test_top1": 0.5, "epochs_to_target": None}, {"test_top1": 0.7, "epochs_to_target": 4}])
+    assert s["mean"]["test_top1"] == pytest.approx(0.6) and s["n"]["test_top1"] == 2
+    assert s["mean"]["epochs_to_target"] == 4 and s["n"]["epochs_to_target"] == 1 and s["std"]["epochs_to_target"] == 0
+
+
+def test_scaled_recipe():
+    size = StudySize(epoch_scale=0.1, frames=24, batch_size=8, model={"dim": 32})
+    r = scaled_recipe(ORIGINAL, size, {"loss": {"margin": 2.0}}, {"optim": {"lr": 1e-4}})
+    assert [s["epochs"] for s in r["stages"]] == [6, 4, 10]  # 60, 40, 100 in original.yaml
+    assert r["base"]["data"] == {"augment": "default", "frames": 24} and r["base"]["batch_size"] == 8
+    assert r["base"]["loss"]["margin"] == 2.0 and r["base"]["loss"]["focal_gamma"] == 2.0
+    assert "optim" not in r["base"] and [s["optim"]["lr"] for s in r["stages"]] == [2e-3, 1e-4, 1e-4]
+
+
+def test_study_end_to_end_toy(tmp_path):
+    size = StudySize(classes=3, signers=(3, 2, 2), frames=16, epoch_scale=0.01, batch_size=4,
+                     model={"dim": 32, "heads": 2, "part_dim": 32, "part_hidden": 32, "pool_queries": 1})
+    # One-stage, one-epoch stand-ins for the shipped recipes (which the recipe tests parse).
+    recipes = {name: {**scaled_recipe(name, size), "stages": [{"name": "only", "epochs": 1}]}
+               for name in (ORIGINAL, RECOMMENDED)}
+    kw = dict(seeds=1, ablation_seeds=0, device="cpu", threads=1, log=lambda *a: None, recipes=recipes)
+    study = run_study(tmp_path, size, **kw)
+    on_disk = json.loads((tmp_path / "study.json").read_text())
+    assert list(on_disk["recipes"]) == list(study["recipes"]) == [ORIGINAL, RECOMMENDED]
+    for name, rec in on_disk["recipes"].items():
+        assert len(rec["runs"]) == 1 and rec["runs"][0]["seed"] == 0
+        run = rec["runs"][0]
+        for key in ("test_top1", "final_gap", "max_gap", "overfit_epoch", "epochs_to_target"):
+            assert key in run and key in rec["mean"], (name, key)
+        assert 0 <= run["test_top1"] <= 1 and -1 <= run["final_gap"] <= 1
+        assert (tmp_path / "runs" / name / "seed0" / "report.md").exists()
+    text = (tmp_path / "study.md").read_text()
+    assert "| original | 1 |" in text and "| recommended | 1 |" in text
+    assert (tmp_path / "curves.png").exists() and (tmp_path / "gap.png").exists()
+    # Called again, the finished runs are read back, not trained again.
+    mtime = (tmp_path / "runs" / ORIGINAL / "seed0" / "summary.json").stat().st_mtime
+    again = run_study(tmp_path, size, **kw)
+    assert again["recipes"][ORIGINAL]["runs"] == study["recipes"][ORIGINAL]["runs"]
+    assert (tmp_path / "runs" / ORIGINAL / "seed0" / "summary.json").stat().st_mtime == mtime
