@@ -102,6 +102,25 @@ def test_native_matches_reference(lengths, window, dilation, dtype: torch.dtype)
             assert (g[b, :, n:] == 0).all(), f"{name}: rows past length {n} are not zero"
 
 
+@pytest.mark.parametrize("backend", ["torch", "native"])
+def test_padding_garbage_changes_no_valid_row(backend: str) -> None:
+    """Huge values in q, k, v past the length leave valid rows' output and gradients unchanged (to fp32 noise)."""
+    shape, lengths = (2, 2, 22, 16), [22, 13]
+    q, k, v = (torch.randn(shape) for _ in range(3))
+    do = torch.randn(shape)
+    kwargs = dict(lengths=_lengths(lengths), window=7, dilation=3)
+    fn = get_op("attention", backend)
+    base = _run(fn, q, k, v, do, **kwargs)
+    noisy = [t.clone() for t in (q, k, v)]
+    for t in noisy:
+        t[1, :, 13:] = 1e4 * torch.randn_like(t[1, :, 13:])
+    got = _run(fn, *noisy, do, **kwargs)
+    for name, g, w in zip(("out", "dq", "dk", "dv"), got, base, strict=True):
+        torch.testing.assert_close(g[0], w[0], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(g[1, :, :13], w[1, :, :13], atol=1e-6, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+        assert (g[1, :, 13:] == 0).all(), f"{name}: padded rows are not zero"
+
+
 @pytest.mark.parametrize("attention", ["torch", "native"])
 def test_separate_rope_passes_the_dilation_on(attention: str) -> None:
     """KernelConfig.rope other than the attention's own: RoPE first, then the masked attention with the dilation."""
