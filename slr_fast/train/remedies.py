@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from slr_fast.train.checkpoint import CheckpointError, load_checkpoint
-from slr_fast.train.config import TrainConfig
+from slr_fast.train.config import ConfigError, TrainConfig
 from slr_fast.train.losses import (
     confusion_update,
     curriculum_gamma,
@@ -85,6 +85,9 @@ class Remedies:
         if lc.distill_weight > 0:
             self.teacher = ema.module if lc.distill_teacher == "ema" else self._load_teacher(model, device)
         self.parts_on = lc.consistency_weight > 0
+        if self.parts_on and getattr(model, "part_heads", None) is None:
+            raise ConfigError("config.loss.consistency_weight: the model has no part heads; set model.part_heads=true "
+                              "(fit does so itself)", "config.loss.consistency_weight", lc.consistency_weight)
 
     # ---- state -----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict | None:
@@ -120,8 +123,9 @@ class Remedies:
             raise CheckpointError(f"{path}: field 'remedies': its confusion matrix is over other classes than the run")
         where = {name: i for i, name in enumerate(classes)}
         mine = [i for i, n in enumerate(self.classes) if n in where]
-        theirs = torch.tensor([where[self.classes[i]] for i in mine], dtype=torch.long)
-        mine = torch.tensor(mine, dtype=torch.long)
+        device = self.confusion.device
+        theirs = torch.tensor([where[self.classes[i]] for i in mine], dtype=torch.long, device=device)
+        mine = torch.tensor(mine, dtype=torch.long, device=device)
         self.confusion.zero_()
         self.confusion[mine.unsqueeze(1), mine.unsqueeze(0)] = c.to(self.confusion)[theirs.unsqueeze(1),
                                                                                      theirs.unsqueeze(0)]
@@ -173,8 +177,6 @@ class Remedies:
             total = total + lc.distill_weight * ramp * distill
             parts["loss_distill"] = float(distill.detach())
         if self.parts_on:
-            if out.part_logits is None:
-                raise ValueError("loss.consistency_weight needs a model with part heads (model.part_heads)")
             part_ce, consistency = part_losses(out.part_logits, out.part_seen, target, lc.label_smoothing)
             total = total + lc.part_weight * part_ce + lc.consistency_weight * consistency
             parts["loss_part"], parts["loss_consistency"] = float(part_ce.detach()), float(consistency.detach())

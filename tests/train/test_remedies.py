@@ -271,6 +271,10 @@ def test_remedy_relations_are_checked():
         TrainConfig.from_dict({"loss": {"consistency_weight": 0.5}, "model": {"preset": "tiny", "part_heads": False}})
     with pytest.raises(ConfigError, match="unknown field"):
         TrainConfig().override(["loss.margin_wieght=0.1"])
+    plain = SignModel(ModelConfig.preset("tiny", num_classes=2))
+    with pytest.raises(ConfigError, match="the model has no part heads"):
+        Remedies(TrainConfig(loss=LossConfig(consistency_weight=0.1)), plain, None, ["a", "b"], 10, 10,
+                 torch.device("cpu"))
     ok = TrainConfig().override(["loss.margin_weight=0.1", "loss.focal_schedule=cosine", "ema_decay=0.99",
                                  "loss.distill_weight=0.2"])
     assert ok.loss.margin_weight == 0.1 and ok.loss.focal_schedule == "cosine"
