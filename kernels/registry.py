@@ -73,7 +73,7 @@ class KernelUnavailableError(RuntimeError):
 
 def _check_name(kind: str, name: str, valid: tuple[str, ...] | dict[str, str]) -> None:
     if name not in valid:
-        raise ValueError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid)}")
+        raise ValueError(f"unknown {kind} {name!r}; valid: {', '.join(valid)}")
 
 
 @functools.cache

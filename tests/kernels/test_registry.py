@@ -40,9 +40,9 @@ def test_parse_forms() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("attn=triton", "unknown kernel config field 'attn'; valid kernel config fields: rmsnorm, swiglu, rope"),
-        ("attention=cuda", "unknown backend for attention 'cuda'; valid backend for attentions: auto, torch, native"),
-        ("fast", "unknown backend 'fast'; valid backends: auto, torch, native, triton"),
+        ("attn=triton", "unknown kernel config field 'attn'; valid: rmsnorm, swiglu, rope"),
+        ("attention=cuda", "unknown backend for attention 'cuda'; valid: auto, torch, native"),
+        ("fast", "unknown backend 'fast'; valid: auto, torch, native, triton"),
         ("rmsnorm", "unknown backend 'rmsnorm'"),
         ("rope=torch,attention", "must look like op=backend"),
         ("rope=torch,rope=native", "given twice"),
@@ -54,18 +54,18 @@ def test_parse_errors_list_the_valid_names(spec: str, message: str) -> None:
 
 
 def test_bad_field_values() -> None:
-    with pytest.raises(ValueError, match="valid backend for swiglus: auto, torch, native, triton"):
+    with pytest.raises(ValueError, match="valid: auto, torch, native, triton"):
         KernelConfig(swiglu="liger")
     with pytest.raises(TypeError, match="must be a str"):
         KernelConfig(rope=None)  # type: ignore[arg-type]
 
 
 def test_get_op_errors_list_the_valid_names() -> None:
-    with pytest.raises(ValueError, match="valid ops: rmsnorm, residual_rmsnorm, swiglu, swiglu_packed, rope, attent"):
+    with pytest.raises(ValueError, match="valid: rmsnorm, residual_rmsnorm, swiglu, swiglu_packed, rope, attent"):
         get_op("layernorm", "torch")
-    with pytest.raises(ValueError, match="valid backends: auto, torch, native, triton"):
+    with pytest.raises(ValueError, match="valid: auto, torch, native, triton"):
         get_op("rmsnorm", "cudnn")
-    with pytest.raises(ValueError, match="valid ops"):
+    with pytest.raises(ValueError, match="unknown op"):
         KernelConfig().op("gelu")
 
 
