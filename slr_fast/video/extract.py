@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -69,21 +69,23 @@ def _extract_job(job: _Job) -> tuple[int, str | None]:
     return len(keypoints), None
 
 
-def _start_worker(log: str) -> None:
+def _start_worker(log: str, threads: int) -> None:
     """Send MediaPipe's native log lines (a dozen per graph, on stderr) to a file in the cache folder, then make
-    the Holistic graph before the first task."""
+    the Holistic graph (on `threads` threads) before the first task."""
     from slr_fast.video.reader import runner
 
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 2)
     os.close(fd)
-    runner()
+    runner(threads)
 
 
 def _pool(workers: int, cache_dir: str) -> ProcessPoolExecutor:
     # spawn: a fresh interpreter, never a fork of a parent holding threads (zarr, numba, torch) or locks.
+    # The cores are shared out: one graph thread per core, e.g. one each for a worker per core (the fastest).
+    threads = max(1, (os.cpu_count() or 1) // workers)
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(os.path.join(cache_dir, WORKER_LOG),))
+                               initializer=_start_worker, initargs=(os.path.join(cache_dir, WORKER_LOG), threads))
 
 
 def _check_started(pool: ProcessPoolExecutor, cache_dir: str) -> None:
@@ -102,9 +104,11 @@ def default_video_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def run_jobs(jobs: Sequence[_Job], workers: int, progress: bool, fail_fast: bool) -> dict[str, tuple[int, str | None]]:
+def run_jobs(jobs: Sequence[_Job], workers: int, progress: bool, fail_fast: bool,
+             task: Callable[[_Job], tuple[int, str | None]] = _extract_job) -> dict[str, tuple[int, str | None]]:
     """Extract every job's video into the cache; {video: (frames, problem or None)}. With `fail_fast`, stops at
-    the first bad video (what finished is cached) and returns what is known."""
+    the first bad video (what finished is cached) and returns what is known. `task` runs in the workers (a
+    module-level function; tests pass one that crashes)."""
     from tqdm.auto import tqdm
 
     results: dict[str, tuple[int, str | None]] = {}
@@ -131,7 +135,7 @@ def run_jobs(jobs: Sequence[_Job], workers: int, progress: bool, fail_fast: bool
                 with _pool(1, job.cache_dir) as pool:
                     _check_started(pool, job.cache_dir)
                     try:
-                        outcome = pool.submit(_extract_job, job).result()
+                        outcome = pool.submit(task, job).result()
                     except BrokenProcessPool:
                         outcome = (0, "the extraction process died while reading this video (a crash in the "
                                       "video decoder or in MediaPipe); the file is probably damaged")
@@ -144,7 +148,7 @@ def run_jobs(jobs: Sequence[_Job], workers: int, progress: bool, fail_fast: bool
                     try:
                         while todo and len(running) < workers:  # one task per idle worker: in flight = running
                             job = todo.pop()
-                            running[pool.submit(_extract_job, job)] = job
+                            running[pool.submit(task, job)] = job
                     except BrokenProcessPool:
                         todo.append(job)  # never started
                     done, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -133,7 +133,8 @@ def test_model_complexities_that_would_download_a_model_are_refused(complexity):
 
 
 def test_without_the_extra_extract_says_what_to_install(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(sys.modules, "mediapipe", None)  # as if not installed: finding or importing it fails
+    for name in ["mediapipe", *(m for m in sys.modules if m.startswith("mediapipe."))]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed: finding or importing it fails
     labels = write_labels(tmp_path / "labels.csv", [("clip.mp4", "a")])
     rc, _, err = call_cli(["extract", "--labels", labels, "--out", tmp_path / "s.zarr"], capsys)
     assert_one_line_error(rc, err, "pip install -e '.[video]'")
