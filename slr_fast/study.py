@@ -34,15 +34,15 @@ METRICS = ("test_top1", "final_gap", "max_gap", "overfit_epoch", "epochs_to_targ
 # Each remedy alone on top of the original recipe: (overrides for every stage, overrides for the stages after the
 # first). Switch names: slr_fast/train/config.py (LossConfig) and slr_fast/model/config.py (global_pattern).
 ABLATIONS: dict[str, tuple[dict, dict]] = {
-    "+curriculum_focal": ({"loss": {"focal_schedule": "linear", "focal_gamma_start": 0.0, "focal_ramp": 0.5}}, {}),
-    "+pair_margin": ({"loss": {"margin_weight": 0.1, "margin": 1.0, "margin_pairs": 3}}, {}),
-    # The teacher is the previous stage's best checkpoint, so the first stage trains as in the original.
-    "+self_distill": ({}, {"loss": {"distill_weight": 1.0, "distill_temperature": 2.0, "distill_teacher": "init"}}),
-    "+consistency": ({"loss": {"consistency_weight": 0.1, "part_weight": 0.3}}, {}),
-    "+dilated_global": ({"model": {"global_pattern": "dilated:2"}}, {}),
     # Not a new remedy: today's strongest augmentation (mirror, rotations, crops, part distortions, dropout), to
     # weigh the remedies against.
     "+augment_full": ({"data": {"augment": "full"}}, {}),
+    # The teacher is the previous stage's best checkpoint, so the first stage trains as in the original.
+    "+self_distill": ({}, {"loss": {"distill_weight": 1.0, "distill_temperature": 2.0, "distill_teacher": "init"}}),
+    "+consistency": ({"loss": {"consistency_weight": 0.1, "part_weight": 0.3}}, {}),
+    "+curriculum_focal": ({"loss": {"focal_schedule": "linear", "focal_gamma_start": 0.0, "focal_ramp": 0.5}}, {}),
+    "+pair_margin": ({"loss": {"margin_weight": 0.1, "margin": 1.0, "margin_pairs": 3}}, {}),
+    "+dilated_global": ({"model": {"global_pattern": "dilated:2"}}, {}),
 }
 
 

@@ -131,3 +131,13 @@ def test_study_end_to_end_toy(tmp_path):
     again = run_study(tmp_path, size, **kw)
     assert again["recipes"][ORIGINAL]["runs"] == study["recipes"][ORIGINAL]["runs"]
     assert (tmp_path / "runs" / ORIGINAL / "seed0" / "summary.json").stat().st_mtime == mtime
+
+
+def test_study_cli_refuses_bad_values_before_any_data(tmp_path, capsys):
+    from slr_fast.cli.main import main
+
+    assert main(["study", "--out", str(tmp_path / "s"), "--epoch-scale", "0"]) == 2
+    assert "--epoch-scale 0.0: not a number in (0, 100]" in capsys.readouterr().err
+    assert main(["study", "--out", str(tmp_path / "s"), "--device", "tpu"]) == 2
+    assert "--device 'tpu': not one of" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
