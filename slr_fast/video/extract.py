@@ -266,6 +266,9 @@ def extract_entries(out: str | os.PathLike, entries: Sequence[SourceEntry], *, l
         cached = load_result(cache, keys[video], keypoints=False) if video in keys else None
         if cached is not None and cached[2] is None:
             info = cached[1]
+            begin, end = trims.get(e.path, (0, info.get("frames", 0)))
+            if not 0 <= begin < end <= info.get("frames", 0):
+                continue  # a bad trim: the sequence is skipped, so it has no entry here either
             videos["seq_id"].append(e.seq_id)
             for k in ("fps", "width", "height"):
                 videos[k].append(info.get(k))
