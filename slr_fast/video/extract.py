@@ -143,16 +143,18 @@ def run_jobs(jobs: Sequence[_Job], workers: int, progress: bool, fail_fast: bool
                     return results
                 continue
             with _pool(min(workers, len(todo)), todo[-1].cache_dir) as pool:
+                _check_started(pool, todo[-1].cache_dir)  # a pool that cannot start is no video's fault
                 running: dict[Future, _Job] = {}
                 while todo or running:
+                    broken = False
                     try:
                         while todo and len(running) < workers:  # one task per idle worker: in flight = running
                             job = todo.pop()
                             running[pool.submit(task, job)] = job
-                    except BrokenProcessPool:
-                        todo.append(job)  # never started
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    broken = False
+                    except BrokenProcessPool:  # a worker died since: this job never started
+                        todo.append(job)
+                        broken = True
+                    done, _ = wait(running, return_when=FIRST_COMPLETED) if not broken else (set(), set())
                     for fut in done:
                         job = running.pop(fut)
                         if isinstance(fut.exception(), BrokenProcessPool):
@@ -162,8 +164,13 @@ def run_jobs(jobs: Sequence[_Job], workers: int, progress: bool, fail_fast: bool
                             for other in running:
                                 other.cancel()
                             return results
-                    if broken:  # every video in flight is a suspect; the rest go to a fresh pool after them
-                        suspects.extend(running.values())
+                    if broken:  # every video in flight without a result is a suspect; the rest go to a fresh pool
+                        for fut, job in running.items():
+                            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                                if finished(job, fut.result()):
+                                    return results
+                            else:
+                                suspects.append(job)
                         break
     finally:
         bar.close()
