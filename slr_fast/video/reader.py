@@ -37,7 +37,8 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpe
 # Holistic result attribute per layout source.
 _RESULT_FIELDS = {"face": "face_landmarks", "left_hand": "left_hand_landmarks", "pose": "pose_landmarks",
                   "right_hand": "right_hand_landmarks"}
-# Longest video read: 100,000 frames is ~55 minutes at 30 fps. Keeps a damaged header from sizing anything.
+# Longest video read: 100,000 frames is ~55 minutes at 30 fps. Bounds the memory (~100 MB of keypoints) and time
+# (~2 h of one worker) that one wrong or damaged file can take.
 MAX_FRAMES = 100_000
 
 
