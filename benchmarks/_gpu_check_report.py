@@ -77,7 +77,9 @@ def render(results: dict) -> str:
                         [[g, c["passed"], c["failed"], c["skipped"]] for g, c in sorted(tests["counts"].items())])
         lines += [f"- FAILED {f}" for f in tests.get("failures", [])] + [""]
     parity = _result(results, "parity")
-    if parity:
+    if parity.get("skipped"):
+        lines += ["### Training parity: --kernels triton vs native", "", f"Skipped: {parity['skipped']}.", ""]
+    elif parity:
         tol = parity["tolerance"]
         lines += ["### Training parity: --kernels triton vs native", "",
                   f"{parity['steps']} steps of batch {parity['batch']} ({parity['sequences']} sequences, "
@@ -86,7 +88,8 @@ def render(results: dict) -> str:
                   f"{tol['mean_rel_max']}): **{'within' if parity['ok'] else 'OUTSIDE'} tolerance**.", ""]
         for name, c in parity["curves"].items():
             lines.append(f"- {name} ({c['seconds']} s): " + ", ".join(f"{v:.4f}" for v in c["losses"]))
-        cli = parity.get("cli", {})
+    cli = _result(results, "cli")
+    if cli:
         lines += ["", "`slr-fast train --epochs 1`: "
                   + "; ".join(f"{k}: exit {v.get('returncode')}, train_loss_aug {v.get('train_loss_aug')}, "
                               f"val_loss {v.get('val_loss')}, {v.get('seconds')} s"
@@ -107,6 +110,9 @@ def render(results: dict) -> str:
                         [[r["op"], r["shape"], r["mode"], r["backend"], r["ms"], f"{r['rate']} {r['unit']}",
                           r.get("copy_fraction"), r.get("vs_torch"), r.get("vs_native"), r.get("vs_compile"),
                           r["rel_err"]] for r in kern["rows"]])
+        wrong = [r for r in kern["rows"] if not r["rel_err"] <= 5e-2]  # NaN fails too
+        lines += [f"- **WRONG?** {r['op']} {r['shape']} {r['backend']}: relative error {r['rel_err']} against the "
+                  "fp32 reference" for r in wrong] + ([""] if wrong else [])
         if kern.get("tile_sweep"):
             lines += ["### Tile sweep (Triton RMSNorm/SwiGLU, fwd+bwd, elements per program tile; 4096 is the "
                       "launchers' setting)", ""]

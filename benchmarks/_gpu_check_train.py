@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import torch
-from _gpu_check_steps import CUDA, DEVICE, PARITY_TOL, ROOT, Sizes
+from _gpu_check_steps import CUDA, DEVICE, PARITY_TOL, ROOT, Sizes, seconds_left
 from _train_bench import BatchStream, TrainStep, loader_only_rate, make_loader
 
-from kernels.registry import KernelConfig
+from kernels.registry import KernelConfig, triton_status
 from slr_fast.model import ModelConfig, SignModel
 from slr_fast.store import KeypointStore
 from slr_fast.train.runtime import Runtime, resolve_precision
@@ -48,8 +48,10 @@ def _runtime() -> Runtime:
 
 
 def step_parity(sizes: Sizes, work: Path) -> dict:
-    """One epoch with --kernels triton and --kernels native from the same weights and seed: the two loss curves, then
-    the same pair through the `slr-fast train` command (its epoch records)."""
+    """One epoch with --kernels triton and --kernels native from the same weights and seed: the two loss curves."""
+    ok, reason = triton_status(DEVICE)
+    if not ok:  # a pre-Volta GPU: the automatic PyTorch path is all there is to train with
+        return {"skipped": f"triton cannot run here: {reason}", "ok": None}
     _wait_prepared(work)
     store = KeypointStore.open(work / "parity.zarr")
     classes = int(sizes.parity_store[0])
@@ -70,12 +72,12 @@ def step_parity(sizes: Sizes, work: Path) -> dict:
     out = dict(precision=rt.precision, steps=len(a), batch=sizes.parity_batch, sequences=len(store), curves=curves,
                step_rel_max=max(rel), mean_rel=abs(sum(a) - sum(b)) / max(abs(sum(b)), 1e-6), tolerance=PARITY_TOL)
     out["ok"] = out["step_rel_max"] <= PARITY_TOL["step_rel_max"] and out["mean_rel"] <= PARITY_TOL["mean_rel_max"]
-    out["cli"] = _cli_pair(sizes, work)
     return out
 
 
-def _cli_pair(sizes: Sizes, work: Path) -> dict:
-    """`slr-fast train --epochs 1` with each backend, same seed: the epoch records side by side."""
+def step_cli(sizes: Sizes, work: Path) -> dict:
+    """`slr-fast train --epochs 1` with --kernels native and triton, same seed: the epoch records side by side."""
+    _wait_prepared(work)
     records = {}
     for kernels in ("native", "triton"):
         run_dir = work / f"cli-{kernels}"
@@ -84,7 +86,12 @@ def _cli_pair(sizes: Sizes, work: Path) -> dict:
                str(run_dir), "--kernels", spec, "--epochs", "1", "--seed", "0", "--preset", sizes.preset,
                "--frames", str(sizes.frames), "--batch-size", str(sizes.parity_batch), "--no-progress"]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=max(1, seconds_left() - 3))
+        except subprocess.TimeoutExpired:
+            records[kernels] = {"returncode": None, "seconds": round(time.perf_counter() - t0, 1),
+                                "stderr_tail": "out of the step's time"}
+            break
         rec = {"returncode": proc.returncode, "seconds": round(time.perf_counter() - t0, 1)}
         metrics = run_dir / "metrics.jsonl"
         if proc.returncode == 0 and metrics.exists():
@@ -93,7 +100,7 @@ def _cli_pair(sizes: Sizes, work: Path) -> dict:
         else:
             rec["stderr_tail"] = proc.stderr[-1500:]
         records[kernels] = rec
-    a, b = records["triton"].get("train_loss_aug"), records["native"].get("train_loss_aug")
+    a, b = (records.get(k, {}).get("train_loss_aug") for k in ("triton", "native"))
     records["train_loss_rel"] = abs(a - b) / max(abs(b), 1e-6) if a is not None and b is not None else None
     return records
 
@@ -107,9 +114,14 @@ def step_e2e(sizes: Sizes, work: Path) -> dict:
     loader = make_loader(store, B, sizes.frames, seed=0)
     out = dict(preset=sizes.preset, batch=B, frames=sizes.frames, precision=rt.precision, classes=sizes.slovo_classes,
                sequences=len(store), loader_samples_per_s=round(loader_only_rate(loader, 4 if CUDA else 1), 1))
-    stream = BatchStream(loader)
+    out["epoch"] = _slovo_epoch(sizes, store, rt, loader)  # the headline figure first
+    print(f"Slovo-shape epoch: {out['epoch']['seconds']} s", flush=True)
+    stream = BatchStream(loader, epoch=2)
     rates, errors = {}, {}
     for name, model in _models(sizes, store, sizes.e2e_configs, sizes.slovo_classes).items():
+        if name.endswith("+compile") and seconds_left() < 75:
+            errors[name] = f"skipped: {seconds_left():.0f} s left in the step, too few to compile the model"
+            continue
         try:
             step = TrainStep(model, rt)
             if name.endswith("+compile"):
@@ -138,7 +150,7 @@ def step_e2e(sizes: Sizes, work: Path) -> dict:
         for base in ("torch", "native", "native+compile"):
             if base in rates and base != name:
                 r[f"vs_{base}"] = round(r["samples_per_s"] / rates[base]["samples_per_s"], 3)
-    out.update(train=rates, train_errors=errors, epoch=_slovo_epoch(sizes, store, rt, loader))
+    out.update(train=rates, train_errors=errors)
     return out
 
 

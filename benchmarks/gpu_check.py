@@ -10,10 +10,11 @@ outside still leaves what it measured:
 - tests     tests/kernels and tests/model on CUDA (fp32, fp16, bf16), counted by outcome and dtype
 - ceilings  device-to-device copy bandwidth, a bf16 8192³ matrix product
 - parity    one epoch with --kernels triton and --kernels native, same weights and seed: loss curves within
-            PARITY_TOL; the same pair through `slr-fast train`
+            PARITY_TOL
 - kernels   RMSNorm (+residual), SwiGLU, RoPE attention fwd and fwd+bwd at the model's shapes: triton, native,
             eager torch, torch.compile of the reference; GB/s, fraction of copy bandwidth; a short tile sweep
-- e2e       `base` training samples/s (triton, native, torch, native+compile; bf16), one Slovo-shape epoch
+- e2e       one Slovo-shape epoch; `base` training samples/s (triton, native, torch, native+compile; bf16)
+- cli       the parity pair through `slr-fast train --epochs 1` (run last: only when the budget leaves time)
 
 `--dry-run` runs every step at toy size on CPU (Triton under TRITON_INTERPRET=1): the rehearsal CI runs
 (tests/test_gpu_check.py). Timings there mean nothing.
@@ -36,12 +37,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-STEPS = ("env", "tests", "ceilings", "parity", "kernels", "e2e")
+STEPS = ("env", "tests", "ceilings", "parity", "kernels", "e2e", "cli")
 # Seconds each step may take on the GPU machine; the run as a whole is held to --budget (the steps late in the
-# order get what is left). The dry run on a shared 2-core machine gets its own, longer boxes.
-BOXES = {"env": 40, "prepare": 300, "tests": 120, "ceilings": 30, "parity": 90, "kernels": 120, "e2e": 150}
-DRY_BOXES = {"env": 120, "prepare": 300, "tests": 300, "ceilings": 120, "parity": 400, "kernels": 400, "e2e": 400}
-NEEDS_PREPARE = {"parity", "e2e"}
+# order get what is left: `cli`, the least needed, runs only when the others left it time). The dry run on a shared
+# 2-core machine gets its own, longer boxes.
+BOXES = {"env": 30, "prepare": 300, "tests": 100, "ceilings": 25, "parity": 50, "kernels": 110, "e2e": 160, "cli": 90}
+DRY_BOXES = {"env": 120, "prepare": 300, "tests": 300, "ceilings": 120, "parity": 400, "kernels": 400, "e2e": 400,
+             "cli": 300}
+NEEDS_PREPARE = {"parity", "e2e", "cli"}
+DEFAULT_BUDGET_S = 480
 REPORT_RESERVE_S = 5
 
 
@@ -55,11 +59,11 @@ def _child_env(dry: bool) -> dict:
     return env
 
 
-def _start(step: str, work: Path, dry: bool) -> subprocess.Popen:
+def _start(step: str, work: Path, dry: bool, box: float) -> subprocess.Popen:
     log = open(work / f"{step}.log", "w")  # noqa: SIM115  (the child owns it; closed when the child is reaped)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--step", step, "--work", str(work)] + (["--dry-run"] * dry)
-    return subprocess.Popen(cmd, cwd=ROOT, env=_child_env(dry), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    env = dict(_child_env(dry), GPU_CHECK_DEADLINE=str(time.time() + box))  # a step may skip what would not fit
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _finish(proc: subprocess.Popen, step: str, work: Path, timeout: float, t0: float) -> dict:
@@ -88,7 +92,7 @@ def run_all(out: Path, work: Path, steps: list[str], budget: float, dry: bool, c
                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     prepare = None
     if NEEDS_PREPARE & set(steps):
-        prepare = (_start("prepare", work, dry), time.perf_counter())
+        prepare = (_start("prepare", work, dry, boxes["prepare"]), time.perf_counter())
     for step in steps:
         if step in NEEDS_PREPARE and prepare is not None and "prepare" not in results["steps"]:
             proc, t0 = prepare
@@ -98,9 +102,9 @@ def run_all(out: Path, work: Path, steps: list[str], budget: float, dry: bool, c
         if left < 5:
             results["steps"][step] = {"status": "skipped", "reason": f"the run's budget of {budget:.0f} s was spent"}
         else:
-            t0 = time.perf_counter()
-            print(f"[gpu_check] {step} (at most {min(boxes[step], left):.0f} s)", flush=True)
-            results["steps"][step] = _finish(_start(step, work, dry), step, work, min(boxes[step], left), t0)
+            t0, box = time.perf_counter(), min(boxes[step], left)
+            print(f"[gpu_check] {step} (at most {box:.0f} s)", flush=True)
+            results["steps"][step] = _finish(_start(step, work, dry, box), step, work, box, t0)
         print(f"[gpu_check] {step}: {results['steps'][step]['status']}", flush=True)
         _write(out, work, results)
     if prepare is not None and "prepare" not in results["steps"]:
@@ -130,7 +134,7 @@ def run_step(step: str, work: Path, dry: bool) -> None:
     import _gpu_check_steps as S
 
     sizes = S.Sizes.dry() if dry else S.Sizes.gpu()
-    if step in ("parity", "e2e"):
+    if step in ("parity", "e2e", "cli"):
         import _gpu_check_train as T
 
         fn = getattr(T, f"step_{step}")
@@ -147,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for gpu-results.json/.md and gpu-check.log (default: $OUT)")
     parser.add_argument("--dry-run", action="store_true", help="every step at toy size on CPU (Triton interpreted)")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
-    parser.add_argument("--budget", type=float, help="seconds for the whole run (default 450 on a GPU, 1800 dry)")
+    parser.add_argument("--budget", type=float,
+                        help=f"seconds for the whole run (default {DEFAULT_BUDGET_S} on a GPU, 1800 dry)")
     parser.add_argument("--work", help="scratch folder for stores and step records (default: a new temp folder)")
     parser.add_argument("--step", help=argparse.SUPPRESS)  # internal: run one step in this process
     args = parser.parse_args(argv)
@@ -163,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --out DIR (or set OUT)")
     work = Path(args.work or tempfile.mkdtemp(prefix="gpu-check-"))
     work.mkdir(parents=True, exist_ok=True)
-    budget = args.budget or (1800.0 if args.dry_run else 450.0)
+    budget = args.budget or (1800.0 if args.dry_run else float(DEFAULT_BUDGET_S))
     command = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
     results = run_all(Path(out), work, steps, budget, args.dry_run, command)
     print(Path(out, "gpu-results.md").read_text()[-6000:])

@@ -6,17 +6,18 @@
 # lacks and calls it. Every session that finds a GPU lent runs this first (DEVELOPERS.md).
 #
 # On the GPU machine (device tool), after fetching the wheels here once with ../shared/device/wheels.sh (.whl/):
-#   run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=480)
-# The run holds itself to 450 s (7.5 min; --budget), steps in order env, tests, ceilings, parity, kernels, e2e, each
-# time-boxed; with a minute or two of machine start that leaves ~5 of the 15 device minutes for one rerun of what
-# was cut or failed, at once while the machine is warm, e.g.
-#   run(command="bash scripts/gpu_check.sh --steps kernels,e2e --budget 230", carry=[".whl"], timeout_s=260)
+#   run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=510)
+# The run holds itself to 480 s (8 min; --budget), steps in order env, tests, ceilings, parity, kernels, e2e, cli,
+# each time-boxed (cli, the least needed, only if time is left); with a minute or two of machine start that leaves
+# ~5 of the 15 device minutes for one rerun of what was cut or failed, at once while the machine is warm (30 s), e.g.
+#   run(command="bash scripts/gpu_check.sh --steps kernels,e2e --budget 210", carry=[".whl"], timeout_s=240)
 # then give_back. The results come back under the call's files_at; commit the md and json to benchmarks/results/.
 #
 # Rehearsal on CPU (every step at toy size, Triton interpreted; tests/test_gpu_check.py runs it):
 #   scripts/gpu_check.sh /tmp/gpu-check-dry --dry-run
 #
-# usage: scripts/gpu_check.sh [OUT_DIR] [--dry-run] [--steps env,tests,ceilings,parity,kernels,e2e] [--budget S]
+# usage: scripts/gpu_check.sh [OUT_DIR] [--dry-run] [--steps env,tests,ceilings,parity,kernels,e2e,cli]
+#        [--budget S]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
