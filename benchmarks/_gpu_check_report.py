@@ -67,7 +67,8 @@ def render(results: dict) -> str:
              f"- date: {results.get('started')} to {results.get('finished', '(unfinished)')}",
              f"- command: `{results['command']}` (budget {results['budget_s']:.0f} s)", ""]
     lines += ["## Steps", ""] + _table(["step", "status", "wall s", "note"], [
-        [k, v["status"], v.get("wall_s"), v.get("reason", "")] for k, v in results["steps"].items()])
+        [k, v["status"], v.get("wall_s"), v.get("reason") or ("partial figures" if (v.get("result") or {}).get(
+            "partial") else "")] for k, v in results["steps"].items()])
     lines += ["## Targets", ""] + _table(["target", "measured", "met"], targets(results))
 
     tests = _result(results, "tests")

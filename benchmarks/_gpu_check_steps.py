@@ -361,8 +361,34 @@ def _attention_tuning() -> dict:
     return chosen
 
 
+def _time_case(case: dict, fns: dict, sets: list, copy_gbs: float, errs: dict, rounds: int) -> list[dict]:
+    """Rows of one case: every backend in `fns` timed in interleaved rounds, fwd and fwd+bwd, with every ratio."""
+    rows = []
+    for mode in ("fwd", "fwd_bwd"):
+        ms = median_ms({b: _runner(fn, sets, mode) for b, fn in fns.items()}, rounds=rounds, warmup=min(3, rounds))
+        for b, t in ms.items():
+            rate = case["work"][mode] / t / 1e9 / (1e3 if case["unit"] == "TFLOP" else 1)
+            row = dict(op=case["op"], shape=case["shape"], mode=mode, backend=b, ms=round(t, 4), rate=round(rate, 3),
+                       unit=case["unit"] + "/s", rel_err=errs[b], sets=len(sets))
+            if case["unit"] == "GB":
+                row["copy_fraction"] = round(rate / copy_gbs, 3)
+            for base in ("torch", "native", "compile"):
+                if base in ms and base != b:
+                    row[f"vs_{base}"] = round(ms[base] / t, 3)
+            rows.append(row)
+        print(f"{case['op']:>17} {case['shape']:<22} {mode:<7} " + "  ".join(f"{b} {t:.4f} ms" for b, t in ms.items()),
+              flush=True)
+    return rows
+
+
+def save_partial(work: Path, step: str, result: dict) -> None:
+    """What a step measured so far, where the driver reads it even if the step is then killed at its time box."""
+    (work / f"{step}.json").write_text(json.dumps({"result": dict(result, partial=True)}, default=str))
+
+
 def step_kernels(sizes: Sizes, work: Path) -> dict:
-    """Each op fwd and fwd+bwd per backend against eager torch, native and torch.compile of the reference."""
+    """Each op fwd and fwd+bwd per backend against eager torch and native; then, at the largest shape, torch.compile
+    of the reference too (compiling takes longest: it comes after the rest is saved); then the tile sweep."""
     from kernels.registry import get_op, triton_status
 
     ceilings = work / "ceilings.json"
@@ -371,47 +397,56 @@ def step_kernels(sizes: Sizes, work: Path) -> dict:
         copy_gbs = step_ceilings(dataclasses.replace(sizes, matmul_n=16), work)["copy_gb_per_s"]
     l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 60 * 2**20) if CUDA else 0
     backends = ["torch", "native"] + (["triton"] if triton_status(DEVICE)[0] else [])
-    rows, sweep, compile_errors = [], [], []
-    for case in _kernel_cases(sizes):
+    out = {"copy_gb_per_s": copy_gbs, "dtype": str(torch.bfloat16 if CUDA else torch.float32), "rows": [],
+           "tile_sweep": [], "compile_errors": [], "attention_autotune": {}}
+    cases = _kernel_cases(sizes)
+
+    def prepared(case: dict, with_compile: bool) -> tuple[list, dict, dict]:
         torch.manual_seed(0)
         sets = _input_sets(case, l2)
         fns = {b: get_op(case["op"], b) for b in backends}
-        args, kwargs = sets[0]
-        if case["compile"]:
+        if with_compile:
             compiled = torch.compile(get_op(case["op"], "torch"), dynamic=False, backend=sizes.compile_backend)
             try:
                 for mode in ("fwd", "fwd_bwd"):
                     _runner(compiled, sets[:1], mode)()  # both graphs compiled now, untimed
                 fns["compile"] = compiled
             except Exception as err:  # noqa: BLE001  (a baseline that cannot run is recorded, not fatal)
-                compile_errors.append(f"{case['op']} {case['shape']}: {type(err).__name__}: {str(err)[:300]}")
+                out["compile_errors"].append(f"{case['op']} {case['shape']}: {type(err).__name__}: {str(err)[:300]}")
+        args, kwargs = sets[0]
         with torch.no_grad():
             want = get_op(case["op"], "torch")(*args, **kwargs)
             errs = {b: _rel_err(fn(*args, **kwargs), want) for b, fn in fns.items()}
-        for mode in ("fwd", "fwd_bwd"):
-            ms = median_ms({b: _runner(fn, sets, mode) for b, fn in fns.items()}, rounds=sizes.rounds,
-                           warmup=min(3, sizes.rounds))
-            for b, t in ms.items():
-                rate = case["work"][mode] / t / 1e9 / (1e3 if case["unit"] == "TFLOP" else 1)
-                row = dict(op=case["op"], shape=case["shape"], mode=mode, backend=b, ms=round(t, 4),
-                           rate=round(rate, 3), unit=case["unit"] + "/s", rel_err=errs[b], sets=len(sets))
-                if case["unit"] == "GB":
-                    row["copy_fraction"] = round(rate / copy_gbs, 3)
-                for base in ("torch", "native", "compile"):
-                    if base in ms and base != b:
-                        row[f"vs_{base}"] = round(ms[base] / t, 3)
-                rows.append(row)
-            print(f"{case['op']:>17} {case['shape']:<22} {mode:<7} "
-                  + "  ".join(f"{b} {t:.4f} ms" for b, t in ms.items()), flush=True)
-        if case["compile"] and case["unit"] == "GB" and "triton" in backends:
+        return sets, fns, errs
+
+    for case in cases:
+        sets, fns, errs = prepared(case, with_compile=False)
+        out["rows"] += _time_case(case, fns, sets, copy_gbs, errs, sizes.rounds)
+        del sets
+    if "triton" in backends:
+        out["attention_autotune"] = _attention_tuning()
+    save_partial(work, "kernels", out)
+    for case in (c for c in cases if c["compile"]):
+        if seconds_left() < 25:
+            out["compile_errors"].append(f"{case['op']} {case['shape']}: skipped, {seconds_left():.0f} s left")
+            continue
+        sets, fns, errs = prepared(case, with_compile=True)
+        if "compile" in fns:  # the case again, all backends beside the compiled reference in the same rounds
+            out["rows"] = [r for r in out["rows"] if (r["op"], r["shape"]) != (case["op"], case["shape"])]
+            out["rows"] += _time_case(case, fns, sets, copy_gbs, errs, sizes.rounds)
+            save_partial(work, "kernels", out)
+        if case["unit"] == "GB" and "triton" in backends:
             for budget in sizes.tile_budgets:  # the short sweep: the largest shape, each budget fwd+bwd
+                if seconds_left() < 15:
+                    break
                 with _tile_budget(budget):
                     t = median_ms({"t": _runner(fns["triton"], sets, "fwd_bwd")}, rounds=max(2, sizes.rounds // 2),
                                   warmup=min(3, sizes.rounds))["t"]
-                sweep.append(dict(op=case["op"], shape=case["shape"], tile_budget=budget, fwd_bwd_ms=round(t, 4)))
+                out["tile_sweep"].append(dict(op=case["op"], shape=case["shape"], tile_budget=budget,
+                                              fwd_bwd_ms=round(t, 4)))
         del sets
         if CUDA:
             torch.cuda.empty_cache()
-    return {"copy_gb_per_s": copy_gbs, "dtype": str(torch.bfloat16 if CUDA else torch.float32), "rows": rows,
-            "tile_sweep": sweep, "compile_errors": compile_errors,
-            "attention_autotune": _attention_tuning() if "triton" in backends else {}}
+    out["rows"].sort(key=lambda r: cases.index(next(c for c in cases if (c["op"], c["shape"]) == (r["op"],
+                                                                                                   r["shape"]))))
+    return out

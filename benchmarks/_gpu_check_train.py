@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-from _gpu_check_steps import CUDA, DEVICE, PARITY_TOL, ROOT, Sizes, seconds_left
+from _gpu_check_steps import CUDA, DEVICE, PARITY_TOL, ROOT, Sizes, save_partial, seconds_left
 from _train_bench import BatchStream, TrainStep, loader_only_rate, make_loader
 
 from kernels.registry import KernelConfig, triton_status
@@ -116,8 +116,10 @@ def step_e2e(sizes: Sizes, work: Path) -> dict:
                sequences=len(store), loader_samples_per_s=round(loader_only_rate(loader, 4 if CUDA else 1), 1))
     out["epoch"] = _slovo_epoch(sizes, store, rt, loader)  # the headline figure first
     print(f"Slovo-shape epoch: {out['epoch']['seconds']} s", flush=True)
-    stream = BatchStream(loader, epoch=2)
     rates, errors = {}, {}
+    out.update(train=rates, train_errors=errors)
+    save_partial(work, "e2e", out)
+    stream = BatchStream(loader, epoch=2)
     for name, model in _models(sizes, store, sizes.e2e_configs, sizes.slovo_classes).items():
         if name.endswith("+compile") and seconds_left() < 75:
             errors[name] = f"skipped: {seconds_left():.0f} s left in the step, too few to compile the model"
@@ -146,11 +148,11 @@ def step_e2e(sizes: Sizes, work: Path) -> dict:
         except Exception as err:  # noqa: BLE001  (one config failing must not hide the others' figures)
             errors[name] = f"{type(err).__name__}: {str(err)[:500]}"
         del model
-    for name, r in rates.items():
-        for base in ("torch", "native", "native+compile"):
-            if base in rates and base != name:
-                r[f"vs_{base}"] = round(r["samples_per_s"] / rates[base]["samples_per_s"], 3)
-    out.update(train=rates, train_errors=errors)
+        for r in rates.values():  # every ratio so far, saved: a step killed at its box keeps them
+            for base in ("torch", "native", "native+compile"):
+                if base in rates and rates[base] is not r:
+                    r[f"vs_{base}"] = round(r["samples_per_s"] / rates[base]["samples_per_s"], 3)
+        save_partial(work, "e2e", out)
     return out
 
 

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget or (1800.0 if args.dry_run else float(DEFAULT_BUDGET_S))
     command = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
     results = run_all(Path(out), work, steps, budget, args.dry_run, command)
-    print(Path(out, "gpu-results.md").read_text()[-6000:])
+    print(Path(out, "gpu-results.md").read_text()[:8000])  # steps and targets first: what a reply's tail shows
     return 0 if all(r["status"] == "ok" for r in results["steps"].values()) else 1
 
 

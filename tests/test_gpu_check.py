@@ -74,3 +74,16 @@ def test_dry_run_finishes_every_step_with_figures(tmp_path: Path) -> None:
     assert steps["e2e"]["epoch"]["steps"] == steps["e2e"]["sequences"] // steps["e2e"]["batch"]
     md = (out / "gpu-results.md").read_text()
     assert "## Targets" in md and "## Kernels" in md and "## End to end" in md
+
+
+def test_a_step_past_its_box_is_killed_and_recorded_and_the_next_still_runs(tmp_path: Path, monkeypatch) -> None:
+    import gpu_check
+
+    monkeypatch.setattr(gpu_check, "DRY_BOXES", dict(gpu_check.DRY_BOXES, env=0.3))  # importing torch takes longer
+    results = gpu_check.run_all(tmp_path / "out", tmp_path, ["env", "ceilings"], budget=600, dry=True, command="t")
+    env, ceilings = results["steps"]["env"], results["steps"]["ceilings"]
+    assert env["status"] == "timeout" and env["wall_s"] < 30, env
+    assert ceilings["status"] == "ok" and ceilings["result"]["copy_gb_per_s"] > 0, ceilings
+    md = (tmp_path / "out" / "gpu-results.md").read_text()
+    assert "| env | timeout |" in md and "## env: timeout" in md
+    assert json.loads((tmp_path / "out" / "gpu-results.json").read_text())["steps"]["ceilings"]["status"] == "ok"
