@@ -377,7 +377,7 @@ def _fmt(summary: dict, key: str, fmt: str) -> str:
     text = format(m, fmt)
     n, total = summary["n"][key], len(summary["runs"])
     if total > 1 and s:
-        text += f" ± {format(s, fmt)}"
+        text += f" ± {format(s, fmt.lstrip('+'))}"
     if n < total:
         text += f" ({n}/{total} runs)"
     return text

@@ -13,7 +13,8 @@ def cmd_study(args) -> int:
     from slr_fast.train.runtime import resolve_device
 
     with user_input(f"--device {args.device}: "):  # before any data is made
-        resolve_device(args.device)
+        device = resolve_device(args.device)
+    jobs = args.jobs or (2 if device.type == "cpu" else 1)
     size = StudySize.full() if args.full else StudySize.default()
     if args.classes:
         size.classes = args.classes
@@ -22,7 +23,7 @@ def cmd_study(args) -> int:
             raise UserInputError(f"--epoch-scale {args.epoch_scale}: not a number in (0, 100]")
         size.epoch_scale = args.epoch_scale
     run_study(args.out, size, seeds=args.seeds, ablation_seeds=args.ablation_seeds, device=args.device,
-              jobs=args.jobs, threads=args.threads)
+              jobs=jobs, threads=args.threads)
     print((Path(args.out) / "study.md").read_text())
     return 0
 
@@ -44,8 +45,9 @@ def register(sub) -> None:
                    help="seeds per remedy ablation; 0 skips the ablations (default: %(default)s)")
     p.add_argument("--classes", type=at_least(2), help="number of classes instead of the size's")
     p.add_argument("--epoch-scale", type=float, help="factor on the recipes' epochs instead of the size's")
-    p.add_argument("--jobs", type=at_least(1), default=1,
-                   help="runs trained side by side, a torch thread each when --threads is 0 (default: %(default)s)")
+    p.add_argument("--jobs", type=at_least(1),
+                   help="runs trained side by side, a torch thread each when --threads is 0 (default: 2 on a CPU, "
+                        "where two one-thread runs outpace one two-thread run; else 1)")
     p.add_argument("--threads", type=at_least(0), default=0, help="torch threads per run (0: automatic)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.set_defaults(func=cmd_study)
