@@ -43,7 +43,14 @@ from slr_fast.ingest.common import (
 )
 from slr_fast.layout import DEFAULT_LAYOUT, Layout
 from slr_fast.video.cache import cache_key, default_cache_dir, load_result, save_result
-from slr_fast.video.reader import VIDEO_SUFFIXES, VideoError, check_installed, file_problem, read_video_keypoints
+from slr_fast.video.reader import (
+    VIDEO_SUFFIXES,
+    VideoError,
+    VideoExtraMissing,
+    check_installed,
+    file_problem,
+    read_video_keypoints,
+)
 
 # Worker processes' stderr (MediaPipe's native logging, any crash report), in the cache folder.
 WORKER_LOG = "workers-stderr.log"
@@ -69,15 +76,27 @@ def _extract_job(job: _Job) -> tuple[int, str | None]:
     return len(keypoints), None
 
 
+# Why this worker cannot extract (set by _start_worker), or None.
+_START_PROBLEM: str | None = None
+
+
 def _start_worker(log: str, threads: int) -> None:
     """Send MediaPipe's native log lines (a dozen per graph, on stderr) to a file in the cache folder, then make
     the Holistic graph (on `threads` threads) before the first task."""
     from slr_fast.video.reader import runner
 
+    global _START_PROBLEM
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 2)
     os.close(fd)
-    runner(threads)
+    try:
+        runner(threads)
+    except ImportError as e:  # the extra is half installed (MediaPipe without a module it imports): said by the parent
+        _START_PROBLEM = str(e)
+
+
+def _start_problem() -> str | None:
+    return _START_PROBLEM
 
 
 def _pool(workers: int, cache_dir: str) -> ProcessPoolExecutor:
@@ -92,11 +111,13 @@ def _check_started(pool: ProcessPoolExecutor, cache_dir: str) -> None:
     """A worker that cannot even start (a broken install, a script without the `if __name__ == "__main__":`
     guard that spawned processes need) is no video's fault: raise instead of blaming one."""
     try:
-        pool.submit(os.getpid).result()
+        problem = pool.submit(_start_problem).result()
     except BrokenProcessPool as e:
         raise RuntimeError(f"the video extraction worker processes could not start (their stderr is in "
                            f"{os.path.join(cache_dir, WORKER_LOG)}); a script calling this must run it under "
                            f"`if __name__ == \"__main__\":`") from e
+    if problem:
+        raise VideoExtraMissing(problem)
 
 
 def default_video_workers() -> int:

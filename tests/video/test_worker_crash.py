@@ -35,3 +35,22 @@ def test_a_worker_that_dies_fails_only_its_own_video(tmp_path):
     assert load_result(cache, jobs[0].key) is None  # a crash is not cached: the next run tries the video again
     keypoints, info, error = load_result(cache, jobs[1].key)
     assert error is None and keypoints.shape == (3, 87, 2) and info["frames"] == 3
+
+
+def test_workers_missing_a_module_of_the_extra_say_what_to_install(tmp_path, monkeypatch, capsys):
+    """MediaPipe present but a module it imports broken (a half-installed extra): one line naming the extra, from
+    the workers' own import, not a crash blamed on a video."""
+    need_video()
+    from cli_testing import assert_one_line_error, call_cli
+    from video_testing import write_labels
+
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "cv2.py").write_text("raise ImportError('cv2 is broken here')\n")
+    monkeypatch.syspath_prepend(str(stub))  # spawned workers start with this process's sys.path
+    clip = cut(tmp_path / "clip.mp4", 0, 2)
+    labels = write_labels(tmp_path / "labels.csv", [(str(clip), "a")])
+    rc, _, err = call_cli(["extract", "--labels", labels, "--out", tmp_path / "s.zarr", "--workers", "1",
+                           "--no-progress"], capsys)
+    line = assert_one_line_error(rc, err, "pip install -e '.[video]'", "cv2 is broken here")
+    assert "clip.mp4" not in line
