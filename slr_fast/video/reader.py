@@ -104,9 +104,9 @@ def import_av():
 def _with_threads(holistic_class, threads: int):
     """`holistic_class` whose graph runs its calculators on `threads` threads instead of one per core.
 
-    A Holistic graph spreads each frame over the cores (face and hands side by side), which costs ~25 % more CPU
-    per frame than one thread doing it all (measured on the real clip: 5.3 s against 4.2 s for 58 frames) and gives
-    the same landmarks bit for bit. With one worker process per core, one thread each is the fastest. The graph's
+    A Holistic graph spreads each frame over the cores (face and hands side by side), which costs ~20 % more CPU
+    per frame than one thread doing it all (the real clip on an idle machine: 78-82 against 63-67 ms per frame) and
+    gives the same landmarks bit for bit. With one worker process per core, one thread each is the fastest. The graph's
     default executor is set where MediaPipe builds the graph config (`_initialize_graph_interface`, a method of
     the pinned 0.10.21 solution API)."""
     from mediapipe.framework import thread_pool_executor_pb2
