@@ -8,7 +8,7 @@ margin loss cost nothing measurable, the consistency loss a few per cent (per-pa
 distillation one teacher forward pass per step (no backward).
 With timing disabled (CI) every case runs one step and checks its loss is finite and has its component.
 
-Run: .venv/bin/python -m pytest benchmarks/test_remedies.py --benchmark-enable --benchmark-only -s
+Run: .venv/bin/python -m pytest benchmarks/test_remedies_cost.py --benchmark-enable --benchmark-only -s
 """
 
 from __future__ import annotations
