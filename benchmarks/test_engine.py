@@ -175,17 +175,20 @@ def test_compile_time(benchmark, tmp_path):
 
     predict = once("predict", "predict")
     assert not [f for f in predict["compiled"] if ".augment." in f or f.endswith("._parallel")], predict["compiled"]
-    train = once("train", "train")
-    after_cold = cache_files("train")
-    cached = benchmark.pedantic(lambda: once("train", "train"), rounds=1, iterations=1)
+    # The suite (benchmarks disabled) checks the cache on predict's kernels; the CPU train's cold compile (~40 s on
+    # 2 cores) is timed when benchmarks run.
+    what = "predict" if benchmark.disabled else "train"
+    cold = predict if what == "predict" else once("train", "train")
+    after_cold = cache_files(what)
+    cached = benchmark.pedantic(lambda: once(what, what), rounds=1, iterations=1)
     benchmark.group = "preprocess"
     benchmark.extra_info.update({"predict_compile_cold_s": round(predict["compile_s"], 2),
-                                 "train_compile_cold_s": round(train["compile_s"], 2),
-                                 "train_compile_cached_s": round(cached["compile_s"], 2),
+                                 f"{what}_compile_cold_s": round(cold["compile_s"], 2),
+                                 f"{what}_compile_cached_s": round(cached["compile_s"], 2),
                                  "import_s": round(cached["import_s"], 2),
                                  "load_average_1min": round(os.getloadavg()[0], 1)})
-    print(f"\ncompile: predict cold {predict['compile_s']:.1f} s, CPU train cold {train['compile_s']:.1f} s, "
+    print(f"\ncompile: predict cold {predict['compile_s']:.1f} s, {what} cold {cold['compile_s']:.1f} s, "
           f"cached {cached['compile_s']:.2f} s; load average {os.getloadavg()[0]:.1f}")
     # The cache was used: the cold run wrote it, and the second process compiled nothing and rewrote no entry.
     assert after_cold, "the cold run wrote no Numba cache"
-    assert cached["compiled"] == [] and cache_files("train") == after_cold
+    assert cached["compiled"] == [] and cache_files(what) == after_cold
