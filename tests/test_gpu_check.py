@@ -51,8 +51,8 @@ def test_nothing_measured_says_so_in_every_target_row() -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("SLR_FAST_GPU_REHEARSAL") != "1",
-                    reason="the GPU check's full dry run takes 2-3 minutes on 2 cores: SLR_FAST_GPU_REHEARSAL=1 runs it "
-                           "(DEVELOPERS.md: before a session spends device time, and after a change to the check)")
+                    reason="the GPU check's full dry run takes 2-3 minutes on 2 cores: SLR_FAST_GPU_REHEARSAL=1 runs "
+                           "it (DEVELOPERS.md: before a session spends device time, and after a change to the check)")
 def test_dry_run_finishes_every_step_with_figures(tmp_path: Path) -> None:
     """The whole script on CPU at toy size: every step ok, results files written, parity within tolerance."""
     out = tmp_path / "out"
