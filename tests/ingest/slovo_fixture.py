@@ -7,9 +7,9 @@ import csv
 import json
 from pathlib import Path
 
-from slr_fast.ingest.slovo import COLUMNS
+from clips import REAL_CLIP, cut  # noqa: F401  (REAL_CLIP re-exported for the Slovo tests)
 
-REAL_CLIP = Path(__file__).resolve().parents[3] / "shared" / "data" / "pose-samples" / "test_video.mp4"
+from slr_fast.ingest.slovo import COLUMNS
 
 # attachment_id, user_id, text, train, begin, end, frames [start, stop) of the real clip (58 frames, a right hand
 # in frames 13, 17-22, 28-33, 35-41). Three train signers, one test signer, a no-event row.
@@ -71,27 +71,6 @@ def write_keypoints(path: Path, frames: dict | None = None) -> Path:
     return path
 
 
-def cut_clip(src: Path, dst: Path, start: int, stop: int) -> Path:
-    """Frames [start, stop) of `src` re-encoded (H.264 via PyAV) into `dst`."""
-    import av
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        vin = inp.streams.video[0]
-        rate = vin.average_rate or 30
-        stream = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
-        for i, frame in enumerate(inp.decode(vin)):
-            if i >= stop:
-                break
-            if i >= start:
-                for packet in stream.encode(frame.reformat(format="yuv420p")):
-                    out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return dst
-
-
 def write_slovo_fixture(root: Path, *, videos: bool = True, rows=ROWS) -> Path:
     """A Slovo folder at `root`: annotations.csv, slovo_mediapipe.json and (with `videos`) the clips."""
     root.mkdir(parents=True, exist_ok=True)
@@ -99,5 +78,5 @@ def write_slovo_fixture(root: Path, *, videos: bool = True, rows=ROWS) -> Path:
     write_keypoints(root / "slovo_mediapipe.json")
     if videos:
         for aid, _, _, train, _, _, (start, stop) in rows:
-            cut_clip(REAL_CLIP, root / ("train" if train else "test") / f"{aid}.mp4", start, stop)
+            cut(root / ("train" if train else "test") / f"{aid}.mp4", start, stop)
     return root

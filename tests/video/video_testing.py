@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-# 58 frames, 540x720, ~29.9 fps: a signer whose face and body Holistic finds in every frame, the right hand in 20.
-REAL_CLIP = Path(__file__).resolve().parents[3] / "shared" / "data" / "pose-samples" / "test_video.mp4"
+from clips import REAL_CLIP, cut, encode  # noqa: F401  (re-exported for the video tests)
 
 
 def need_video() -> None:
@@ -21,40 +19,13 @@ def need_video() -> None:
         pytest.skip(f"the real clip {REAL_CLIP} is not available")
 
 
-def _encode(dst: Path, frames, rate, faststart: bool = False) -> Path:
-    import av
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(dst), "w", options=options) as out:
-        stream = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=rate)
-        for i, frame in enumerate(frames):
-            if i == 0:
-                stream.width, stream.height, stream.pix_fmt = frame.width, frame.height, "yuv420p"
-            for packet in stream.encode(frame.reformat(format="yuv420p")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return dst
-
-
-def cut(dst: Path, start: int, stop: int, faststart: bool = False) -> Path:
-    """Frames [start, stop) of the real clip, re-encoded (H.264) into `dst`; `faststart` puts the index first."""
-    import av
-
-    with av.open(str(REAL_CLIP)) as inp:
-        vin = inp.streams.video[0]
-        frames = [f for i, f in enumerate(inp.decode(vin)) if start <= i < stop]
-        return _encode(dst, frames, vin.average_rate or 30, faststart)
-
-
 def empty_scene(dst: Path, frames: int = 4) -> Path:
     """A clip of flat grey frames: nobody in it."""
     import av
 
     grey = [av.VideoFrame.from_ndarray(np.full((96, 128, 3), 80 + 20 * i, np.uint8), format="rgb24")
             for i in range(frames)]
-    return _encode(dst, grey, 30)
+    return encode(dst, grey, 30)
 
 
 def bad_files(folder: Path) -> dict[str, Path]:
