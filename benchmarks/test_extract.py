@@ -58,8 +58,8 @@ def clips(request, tmp_path_factory) -> tuple[Path, list[Path], int]:
         paths = [Path(shutil.copy(REAL_CLIP, folder / f"clip{i}.mp4")) for i in range(copies)]
         frames = 58 * len(paths)
     else:
-        sys.path.insert(0, str(REPO / "tests" / "video"))
-        from video_testing import cut
+        sys.path.insert(0, str(REPO / "tests"))
+        from clips import cut
 
         paths = [cut(folder / "clip0.mp4", 14, 18), cut(folder / "clip1.mp4", 30, 33)]
         frames = 7
