@@ -46,10 +46,26 @@ def predict_loader(model: torch.nn.Module, loader, rt: Runtime, limit: int | Non
     return z[first], y[first], idx[first]
 
 
+def per_signer_accuracy(correct: np.ndarray, signer: np.ndarray) -> dict:
+    """{signer id (str): {"accuracy", "support"}} in signer order; sequences of no known signer (-1) under "unknown".
+    On unseen signers this is where a train/test gap lives: one signer far below the others (another hand, framing,
+    tempo) is a different remedy from an even shortfall."""
+    if correct.shape != signer.shape:
+        raise ValueError(f"{correct.shape[0]} predictions but {signer.shape[0]} signer ids")
+    out = {}
+    for s in np.unique(signer):
+        hit = correct[signer == s]
+        out["unknown" if s < 0 else str(int(s))] = {"accuracy": float(hit.mean()), "support": int(hit.size)}
+    return out
+
+
 def run_eval(model: torch.nn.Module, loader, rt: Runtime, num_classes: int, classes: list[str],
-             limit: int | None = None) -> dict:
-    """Loss (plain cross-entropy), top-1/top-5, per-class accuracy and confused pairs of the model on a loader."""
-    z, y, _ = predict_loader(model, loader, rt, limit)
+             limit: int | None = None, signers: np.ndarray | None = None) -> dict:
+    """Loss (plain cross-entropy), top-1/top-5, per-class accuracy and confused pairs of the model on a loader;
+    with `signers` (the store's per-sequence signer ids) also the top-1 of each signer."""
+    z, y, idx = predict_loader(model, loader, rt, limit)
     report = classification_report(z, y, list(classes))
+    if signers is not None:
+        report["per_signer"] = per_signer_accuracy(z.argmax(1) == y, np.asarray(signers)[idx])
     report["loss"] = float(F.cross_entropy(torch.from_numpy(z), torch.from_numpy(y).long()))
     return report

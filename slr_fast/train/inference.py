@@ -66,7 +66,7 @@ def evaluate_checkpoint(checkpoint: str, store_path: str, split: str = "test", b
     try:
         if len(loader) == 0:
             raise UserInputError(f"{store_path}: no sequences of the checkpoint's classes in split {split!r}")
-        report = run_eval(model, loader, rt, len(classes), classes)
+        report = run_eval(model, loader, rt, len(classes), classes, signers=store.signers)
     finally:
         loader.close()
     report.update(split=split, checkpoint=st["path"], store=str(store_path))

@@ -171,3 +171,16 @@ def test_config_roundtrip_and_overrides(tmp_path):
         TrainConfig.from_dict({"epochz": 3})
     assert json.loads((tmp_path / "c.json").read_text())["schedule"]["name"] == "onecycle"
     assert not math.isnan(c.optim.lr)
+
+
+def test_per_signer_accuracy_groups_hits_by_signer_and_names_unknown():
+    from slr_fast.train.evaluate import per_signer_accuracy
+
+    correct = np.array([1, 0, 1, 1, 0, 1], bool)
+    signer = np.array([3, 3, 7, -1, 7, 3])
+    r = per_signer_accuracy(correct, signer)
+    assert list(r) == ["unknown", "3", "7"]
+    assert r["3"] == {"accuracy": pytest.approx(2 / 3), "support": 3}
+    assert r["7"] == {"accuracy": 0.5, "support": 2} and r["unknown"] == {"accuracy": 1.0, "support": 1}
+    with pytest.raises(ValueError, match="6 predictions but 5 signer ids"):
+        per_signer_accuracy(correct, signer[:5])

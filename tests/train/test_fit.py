@@ -48,6 +48,15 @@ def test_train_writes_run_outputs_and_eval_predict(small_store, small_args, tmp_
 
     assert r["samples"] == KeypointStore.open(small_store).split_counts()["test"]
     assert 0.0 <= r["top1"] <= r["top5"] <= 1.0 and set(r["per_class"]) <= set(ck["classes"])
+    # Per signer: every test signer once, supports adding up, and the weighted mean is the top-1.
+    store_ = KeypointStore.open(small_store)
+    test_signers = {str(int(s)) for s in store_.signers[store_.select("test")]}
+    assert set(r["per_signer"]) == test_signers
+    assert sum(v["support"] for v in r["per_signer"].values()) == r["samples"]
+    hits = sum(v["accuracy"] * v["support"] for v in r["per_signer"].values())
+    assert hits / r["samples"] == pytest.approx(r["top1"])
+    assert main(["eval", "--checkpoint", str(run), "--store", small_store, "--split", "test"]) == 0
+    assert f"per signer ({len(test_signers)}): lowest" in capsys.readouterr().out
     # Predict from GISLR parquet files written from the store's own sequences.
     from slr_fast.ingest.gislr_format import write_gislr_file
 
