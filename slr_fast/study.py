@@ -86,6 +86,7 @@ class RunMetrics:
     epochs: int
     best_val_acc: float | None
     train_seconds: float
+    test_per_signer: dict | None = None  # signer id → {"accuracy", "support"} on the test split
 
 
 # ---- metric functions (pure; tested on hand-made curves) -----------------------------------------------------------
@@ -167,7 +168,7 @@ def run_metrics(name: str, seed: int, run_dir: Path, history: list[dict], test: 
         recipe=name, seed=seed, run_dir=str(run_dir), test_top1=(test or {}).get("top1"),
         final_gap=final_gap(history), max_gap=max_gap(history), overfit_epoch=onset, epochs_to_target=e_t,
         seconds_to_target=s_t, epochs=len(history), best_val_acc=max(val_acc) if val_acc else None,
-        train_seconds=sum(secs)))
+        train_seconds=sum(secs), test_per_signer=(test or {}).get("per_signer")))
 
 
 # ---- recipes ---------------------------------------------------------------------------------------------------------
@@ -395,6 +396,24 @@ def study_table(study: dict) -> list[str]:
     return lines
 
 
+def signer_table(study: dict) -> list[str]:
+    """Test top-1 of each test signer, mean over a recipe's seeds (runs that recorded it): is a recipe's shortfall
+    on unseen signers even, or one signer's?"""
+    per = {name: [r["test_per_signer"] for r in rec["runs"] if r.get("test_per_signer")]
+           for name, rec in study["recipes"].items()}
+    signers = sorted({s for runs in per.values() for r in runs for s in r}, key=lambda s: (not s.isdigit(), s.zfill(9)))
+    if not signers:
+        return []
+    lines = ["| recipe | " + " | ".join(f"signer {s}" for s in signers) + " |",
+             "|---|" + "---:|" * len(signers)]
+    for name, runs in per.items():
+        if runs:
+            cells = [statistics.fmean(r[s]["accuracy"] for r in runs if s in r) if any(s in r for r in runs)
+                     else None for s in signers]
+            lines.append(f"| {name} | " + " | ".join("" if c is None else f"{c:.2f}" for c in cells) + " |")
+    return lines
+
+
 def write_study(study: dict, results: list[dict], out: Path) -> None:
     """study.json, study.md and the plots (curves.png, gap.png) in `out`."""
     from slr_fast.fileio import writing
@@ -416,6 +435,10 @@ def write_study(study: dict, results: list[dict], out: Path) -> None:
              "unseen). Overfit epoch: first epoch (counted across stages, from 0) after which validation loss rose "
              "for 3 epochs while train loss fell (slr_fast/study.py `overfit_epoch`). Epochs / train seconds to "
              "target: until validation top-1 reached the original recipe's best with the same seed.", ""]
+    by_signer = signer_table(study)
+    if by_signer:
+        lines += ["Test top-1 per test signer (mean over seeds; `slr-fast eval` gives it for any checkpoint):", "",
+                  *by_signer, ""]
     g = study.get("goals", {})
     if g:
         lines += ["Goals (recommended vs original):", ""]

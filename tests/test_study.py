@@ -17,6 +17,7 @@ from slr_fast.study import (
     overfit_epoch,
     run_study,
     scaled_recipe,
+    signer_table,
     summarize,
 )
 
@@ -91,6 +92,18 @@ def test_assemble_means_targets_and_goals():
     assert not goals(assemble(results, [ORIGINAL, RECOMMENDED])["recipes"])["test_higher_beyond_spread"]["met"]
 
 
+def test_signer_table_means_over_seeds():
+    def run(per):
+        return {"test_per_signer": {s: {"accuracy": a, "support": 5} for s, a in per.items()}}
+
+    study = {"recipes": {ORIGINAL: {"runs": [run({"3": 0.6, "10": 1.0}), run({"3": 0.8, "10": 0.9})]},
+                         RECOMMENDED: {"runs": [run({"3": 0.9, "10": 1.0}), {"test_per_signer": None}]}}}
+    lines = signer_table(study)
+    assert lines[0] == "| recipe | signer 3 | signer 10 |"  # numeric order, not string order
+    assert lines[2] == "| original | 0.70 | 0.95 |" and lines[3] == "| recommended | 0.90 | 1.00 |"
+    assert signer_table({"recipes": {ORIGINAL: {"runs": [{"test_per_signer": None}]}}}) == []
+
+
 def test_summarize_skips_missing_values():
     s = summarize([{"test_top1": 0.5, "epochs_to_target": None}, {"test_top1": 0.7, "epochs_to_target": 4}])
     assert s["mean"]["test_top1"] == pytest.approx(0.6) and s["n"]["test_top1"] == 2
@@ -125,6 +138,13 @@ def test_study_end_to_end_toy(tmp_path):
         assert (tmp_path / "runs" / name / "seed0" / "report.md").exists()
     text = (tmp_path / "study.md").read_text()
     assert "| original | 1 |" in text and "| recommended | 1 |" in text
+    # Each run's test top-1 per test signer: the 2 test signers, their supports adding up to the test split.
+    for rec in on_disk["recipes"].values():
+        per = rec["runs"][0]["test_per_signer"]
+        assert len(per) == 2 and sum(v["support"] for v in per.values()) == 2 * 3
+        hits = sum(v["accuracy"] * v["support"] for v in per.values())
+        assert hits / 6 == pytest.approx(rec["runs"][0]["test_top1"])
+    assert "| recipe | signer " in text
     assert (tmp_path / "curves.png").exists() and (tmp_path / "gap.png").exists()
     # Called again, the finished runs are read back, not trained again.
     mtime = (tmp_path / "runs" / ORIGINAL / "seed0" / "summary.json").stat().st_mtime

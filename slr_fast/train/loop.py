@@ -368,7 +368,7 @@ class Trainer:
         test, evaluated = None, trained
         if d.test is not None:
             weights = self._load_best()
-            test = run_eval(self.model, d.test, rt, d.num_classes, d.classes)
+            test = run_eval(self.model, d.test, rt, d.num_classes, d.classes, signers=d.store.signers)
             test.update(split=cfg.data.test_split, checkpoint=weights)
             evaluated = all_gather_objects(rt, param_digest(self.model))
         if rt.is_main:

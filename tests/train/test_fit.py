@@ -55,6 +55,8 @@ def test_train_writes_run_outputs_and_eval_predict(small_store, small_args, tmp_
     assert sum(v["support"] for v in r["per_signer"].values()) == r["samples"]
     hits = sum(v["accuracy"] * v["support"] for v in r["per_signer"].values())
     assert hits / r["samples"] == pytest.approx(r["top1"])
+    assert summary["test"]["per_signer"] == r["per_signer"]  # the run's own test figure, split by signer
+    assert f"- per signer ({len(test_signers)}): " in (run / "report.md").read_text()
     assert main(["eval", "--checkpoint", str(run), "--store", small_store, "--split", "test"]) == 0
     assert f"per signer ({len(test_signers)}): lowest" in capsys.readouterr().out
     # Predict from GISLR parquet files written from the store's own sequences.
