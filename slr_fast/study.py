@@ -53,7 +53,7 @@ class StudySize:
     classes: int = 20
     signers: tuple[int, int, int] = (15, 5, 5)  # train / validation / test signers; each signs every class once
     frames: int = 32
-    epoch_scale: float = 0.2  # factor on every stage's epochs of the shipped recipes (rounded, at least 1)
+    epoch_scale: float = 0.4  # factor on every stage's epochs of the shipped recipes (rounded, at least 1)
     model: dict = field(default_factory=dict)  # ModelConfig overrides on the recipes' preset
     train_eval_samples: int = 1024
     batch_size: int = 0  # 0: the recipes' own
@@ -61,8 +61,11 @@ class StudySize:
 
     @classmethod
     def default(cls) -> StudySize:
-        """The scaled-down default: 20 classes (300 / 100 / 100 sequences), the recipes at a fifth of their
-        epochs (the original: 12 + 8 + 20)."""
+        """The scaled-down default: 20 classes (300 / 100 / 100 sequences), the recipes at two fifths of their
+        epochs (the original: 24 + 16 + 40 = 80). Fewer epochs stop the runs before they converge (at a fifth the
+        validation accuracy of both recipes is still rising at the end, so the study measured speed of learning,
+        not generalization); at two fifths the original fits its training signers (clean-train top-1 → 1.00) and
+        its validation accuracy has levelled off, as in the original work's fine-tuning stages."""
         return cls()
 
     @classmethod

@@ -39,7 +39,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder (data, runs, study.json, study.md, plots)")
     p.add_argument("--full", action="store_true",
                    help="Slovo's shape: 1,001 classes, the recipes' own epochs (a GPU); default: 20 classes, a "
-                        "fifth of the epochs (2 CPU cores)")
+                        "two fifths of the epochs (2 CPU cores)")
     p.add_argument("--seeds", type=at_least(1), default=3, help="seeds per recipe (default: %(default)s)")
     p.add_argument("--ablation-seeds", type=at_least(0), default=1,
                    help="seeds per remedy ablation; 0 skips the ablations (default: %(default)s)")
