@@ -142,6 +142,7 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from slr_fast.train.inference import evaluate_checkpoint
+    from slr_fast.train.metrics import signer_summary
 
     r = evaluate_checkpoint(args.checkpoint, args.store, split=args.split, batch_size=args.batch_size,
                             device=args.device, kernels=args.kernels, use_ema=args.ema)
@@ -152,12 +153,8 @@ def cmd_eval(args) -> int:
     print(f"top-1 {r['top1']:.4f}  top-5 {r['top5']:.4f}  loss {r['loss']:.4f}")
     worst = sorted(r["per_class"].items(), key=lambda kv: kv[1]["accuracy"])[:5]
     print("lowest per-class accuracy: " + ", ".join(f"{c} {v['accuracy']:.2f}" for c, v in worst))
-    signers = r.get("per_signer") or {}
-    if signers:  # unseen signers: is the shortfall even, or one signer far below the rest?
-        acc = sorted(signers.items(), key=lambda kv: kv[1]["accuracy"])
-        print(f"per signer ({len(acc)}): lowest " + ", ".join(f"{s} {v['accuracy']:.2f} (n {v['support']})"
-                                                              for s, v in acc[:3])
-              + f"; highest {acc[-1][0]} {acc[-1][1]['accuracy']:.2f}")
+    if r.get("per_signer"):  # unseen signers: is the shortfall even, or one signer far below the rest?
+        print(signer_summary(r["per_signer"]))
     for p in r["confused_pairs"][:5]:
         print(f"  {p['true']} → {p['predicted']}: {p['count']} ({p['rate']:.0%} of {p['true']})")
     return 0

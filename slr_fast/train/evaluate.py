@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slr_fast.train.metrics import classification_report
+from slr_fast.train.metrics import classification_report, per_signer_accuracy
 from slr_fast.train.runtime import Runtime, all_gather_objects
 
 
@@ -44,19 +44,6 @@ def predict_loader(model: torch.nn.Module, loader, rt: Runtime, limit: int | Non
     _, first = np.unique(idx, return_index=True)
     first.sort()
     return z[first], y[first], idx[first]
-
-
-def per_signer_accuracy(correct: np.ndarray, signer: np.ndarray) -> dict:
-    """{signer id (str): {"accuracy", "support"}} in signer order; sequences of no known signer (-1) under "unknown".
-    On unseen signers this is where a train/test gap lives: one signer far below the others (another hand, framing,
-    tempo) is a different remedy from an even shortfall."""
-    if correct.shape != signer.shape:
-        raise ValueError(f"{correct.shape[0]} predictions but {signer.shape[0]} signer ids")
-    out = {}
-    for s in np.unique(signer):
-        hit = correct[signer == s]
-        out["unknown" if s < 0 else str(int(s))] = {"accuracy": float(hit.mean()), "support": int(hit.size)}
-    return out
 
 
 def run_eval(model: torch.nn.Module, loader, rt: Runtime, num_classes: int, classes: list[str],

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from slr_fast.errors import UserInputError
+from slr_fast.train.metrics import signer_summary
 from slr_fast.train.records import read_lr
 
 
@@ -145,11 +146,8 @@ def write_report(history: list[dict], out_dir: str | Path, config: dict, final_e
         lines.append(f"- split `{final_eval.get('split')}`: top-1 {final_eval['top1']:.4f}, top-5 "
                      f"{final_eval['top5']:.4f}, loss {final_eval.get('loss', float('nan')):.4f}, "
                      f"{final_eval['samples']} samples")
-        signers = sorted((final_eval.get("per_signer") or {}).items(), key=lambda kv: kv[1]["accuracy"])
-        if signers:
-            lines.append(f"- per signer ({len(signers)}): " + ", ".join(
-                f"{s} {v['accuracy']:.2f} (n {v['support']})" for s, v in signers[:5])
-                + (f" … highest {signers[-1][0]} {signers[-1][1]['accuracy']:.2f}" if len(signers) > 5 else ""))
+        if final_eval.get("per_signer"):
+            lines.append("- " + signer_summary(final_eval["per_signer"], lowest=5))
         pairs = final_eval.get("confused_pairs", [])[:5]
         if pairs:
             lines.append("- most confused: " + "; ".join(

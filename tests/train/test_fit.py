@@ -46,11 +46,11 @@ def test_train_writes_run_outputs_and_eval_predict(small_store, small_args, tmp_
     assert f"weights: {run / 'best.pt'}" in (run / "report.md").read_text()
     from slr_fast.store import KeypointStore
 
-    assert r["samples"] == KeypointStore.open(small_store).split_counts()["test"]
+    store = KeypointStore.open(small_store)
+    assert r["samples"] == store.split_counts()["test"]
     assert 0.0 <= r["top1"] <= r["top5"] <= 1.0 and set(r["per_class"]) <= set(ck["classes"])
     # Per signer: every test signer once, supports adding up, and the weighted mean is the top-1.
-    store_ = KeypointStore.open(small_store)
-    test_signers = {str(int(s)) for s in store_.signers[store_.select("test")]}
+    test_signers = {str(int(s)) for s in store.signers[store.select("test")]}
     assert set(r["per_signer"]) == test_signers
     assert sum(v["support"] for v in r["per_signer"].values()) == r["samples"]
     hits = sum(v["accuracy"] * v["support"] for v in r["per_signer"].values())
@@ -62,7 +62,6 @@ def test_train_writes_run_outputs_and_eval_predict(small_store, small_args, tmp_
     # Predict from GISLR parquet files written from the store's own sequences.
     from slr_fast.ingest.gislr_format import write_gislr_file
 
-    store = KeypointStore.open(small_store)
     files = []
     for i in range(2):
         path = tmp_path / f"seq{i}.parquet"
