@@ -10,7 +10,8 @@ Per run (one recipe, one seed), from the curves joined across stages (epochs cou
 - `test_top1`: top-1 on the test signers with the last stage's best.pt;
 - `final_gap`, `max_gap`: clean-train − validation top-1 at the last epoch and at its worst (both splits measured
   the same way: un-augmented, no MixUp, eval mode; validation signers are unseen like the test ones);
-- `overfit_epoch`: see `overfit_epoch`; None when the curves never diverge;
+- `overfit_epoch`: slr_fast.train.report.overfit_epoch (as the run reports mark it); None when the curves
+  never diverge;
 - `epochs_to_target` / `seconds_to_target`: epochs (and training seconds) until the validation top-1 first reaches
   the original recipe's best validation top-1 with the same seed (None if never).
 """
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from slr_fast.errors import UserInputError
+from slr_fast.train.report import overfit_epoch
 
 ORIGINAL, RECOMMENDED = "original", "recommended"
 METRICS = ("test_top1", "final_gap", "max_gap", "overfit_epoch", "epochs_to_target", "seconds_to_target")
@@ -58,6 +60,30 @@ class StudySize:
     train_eval_samples: int = 1024
     batch_size: int = 0  # 0: the recipes' own
     data_seed: int = 1
+    # SynthConfig overrides (e.g. {"family_size": 4}: harder data); the size sets classes, signers and the split.
+    synth: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if len(self.signers) != 3 or any(not isinstance(n, int) or n < 1 for n in self.signers):
+            raise UserInputError(f"StudySize.signers: three positive counts (train, validation, test signers), got "
+                                 f"{self.signers!r}")
+        owned = {"classes", "per_class", "signers", "split", "seed"} & set(self.synth)
+        if owned:
+            raise UserInputError(f"StudySize.synth: {sorted(owned)} are set by the study size (classes, signers, "
+                                 "data_seed), not by synth overrides")
+        self.synth_config()  # unknown fields and bad values fail here, before any data is made
+
+    def synth_config(self):
+        """The SynthConfig of the study's data: every signer signs every class once."""
+        from slr_fast.synth import SynthConfig
+
+        known = {f for f in SynthConfig.__dataclass_fields__}
+        unknown = sorted(set(self.synth) - known)
+        if unknown:
+            raise UserInputError(f"StudySize.synth: unknown SynthConfig field(s) {unknown}; known: {sorted(known)}")
+        n = sum(self.signers)
+        return SynthConfig(classes=self.classes, per_class=n, signers=n, split=tuple(float(s) for s in self.signers),
+                           seed=self.data_seed, **self.synth)
 
     @classmethod
     def default(cls) -> StudySize:
@@ -109,30 +135,6 @@ def max_gap(history: list[dict]) -> float | None:
     return max(g) if g else None
 
 
-def overfit_epoch(train_loss: list[float], val_loss: list[float], patience: int = 3, rise: float = 0.02) -> int | None:
-    """The first epoch e after which the validation loss rises while the train loss falls, or None.
-
-    e qualifies when: val_loss[e] is the lowest so far; each of the next `patience` epochs stays above it; the last
-    of them is above it by more than `rise` × val_loss[e] (a rise, not a plateau's noise); and the train loss at
-    e + patience is below train_loss[e] (still learning the training set). The window makes a one-epoch bump —
-    MixUp, a cyclic rate's peak — no onset; a later return below val_loss[e] does not undo it (the onset of the
-    first divergence is what the original work reported)."""
-    n = len(val_loss)
-    if len(train_loss) != n:
-        raise ValueError(f"train and validation curves differ in length ({len(train_loss)} vs {n})")
-    best = math.inf
-    for e in range(n):
-        if val_loss[e] < best:
-            best = val_loss[e]
-            if e + patience >= n:
-                break
-            after = val_loss[e + 1:e + patience + 1]
-            if (all(v > best for v in after) and after[-1] > best * (1 + rise)
-                    and train_loss[e + patience] < train_loss[e]):
-                return e
-    return None
-
-
 def epochs_to_target(val_acc: list[float], target: float | None, epoch_seconds: list[float] | None = None
                      ) -> tuple[int | None, float | None]:
     """(epochs, training seconds) until the validation top-1 first reaches `target`; (None, None) if never."""
@@ -165,7 +167,7 @@ def run_metrics(name: str, seed: int, run_dir: Path, history: list[dict], test: 
     secs = [h.get("epoch_time_s", 0.0) for h in history]
     tl = [h.get("train_loss") for h in history]
     vl = [h.get("val_loss") for h in history]
-    onset = overfit_epoch(tl, vl) if history and None not in tl and None not in vl else None
+    onset = overfit_epoch(tl, vl)  # None when a loss is missing
     e_t, s_t = epochs_to_target(val_acc, target, secs)
     return asdict(RunMetrics(
         recipe=name, seed=seed, run_dir=str(run_dir), test_top1=(test or {}).get("top1"),
@@ -204,12 +206,10 @@ def _deep_merge(a: dict, b: dict) -> dict:
 
 def study_store(out: Path, size: StudySize, workers: int = 1) -> Path:
     """The study's synthetic store (made once; a store from another size is refused, not mixed)."""
-    from slr_fast.synth import SynthConfig, synth_store
+    from slr_fast.synth import synth_store
 
     path = out / "data.zarr"
-    n = sum(size.signers)
-    cfg = SynthConfig(classes=size.classes, per_class=n, signers=n, split=tuple(float(s) for s in size.signers),
-                      seed=size.data_seed)
+    cfg = size.synth_config()
     marker = out / "data.json"
     if path.exists():
         if not marker.exists() or json.loads(marker.read_text()) != cfg.to_dict():
@@ -251,8 +251,9 @@ def _one_run(job: dict) -> dict:
         if comparable(saved) != comparable(wanted):
             raise UserInputError(f"{run_dir}: trained with another recipe than {job['name']} seed {job['seed']} is "
                                  "now; remove it (or use another --out) to train it again")
-    if (run_dir / "summary.json").exists():
-        pass  # finished by an earlier call: read back
+    read_back = (run_dir / "summary.json").exists()
+    if read_back:
+        pass  # finished by an earlier call
     elif (run_dir / RECIPE_FILE).exists():
         resume_recipe(run_dir, progress=False)
     else:
@@ -260,7 +261,8 @@ def _one_run(job: dict) -> dict:
     history, _ = joined_history(stage_dirs(run_dir, recipe))
     summary = json.loads((run_dir / "summary.json").read_text())
     return {"name": job["name"], "seed": job["seed"], "run_dir": str(run_dir), "history": history,
-            "test": summary.get("test"), "wall_s": time.perf_counter() - t0, "recipe_wall_s": _recipe_seconds(run_dir)}
+            "test": summary.get("test"), "wall_s": time.perf_counter() - t0, "recipe_wall_s": _recipe_seconds(run_dir),
+            "read_back": read_back}
 
 
 def _recipe_seconds(run_dir: Path) -> float:
@@ -327,7 +329,8 @@ def run_study(out: str | Path, size: StudySize | None = None, seeds: int = 3, ab
                                                   for k, (a, b) in ablations.items()},
                       "recipes": {name: recipe for name, recipe, _ in plan},
                       "wall_s": time.perf_counter() - t0, "cpu_count": os.cpu_count(),
-                      "runs_wall_s": sum(r.get("recipe_wall_s") or 0.0 for r in results)}
+                      "runs_wall_s": sum(r.get("recipe_wall_s") or 0.0 for r in results),
+                      "runs_read_back": sum(bool(r.get("read_back")) for r in results)}
     write_study(study, results, out)
     return study
 
@@ -432,11 +435,12 @@ def write_study(study: dict, results: list[dict], out: Path) -> None:
              f"epochs × {size.get('epoch_scale')} of the shipped recipes; {setup.get('seeds')} seeds for the "
              f"recipes, {setup.get('ablation_seeds')} per ablation; {setup.get('wall_s', math.nan) / 60:.1f} min "
              f"wall on {setup.get('cpu_count')} CPU cores (device {setup.get('device')}, {setup.get('jobs')} "
-             "jobs).", "",
+             f"jobs){_read_back_note(setup)}.", "",
              *study_table(study), "",
              "Means ± standard deviation over seeds. Gaps: clean-train − validation top-1 (validation signers are "
-             "unseen). Overfit epoch: first epoch (counted across stages, from 0) after which validation loss rose "
-             "for 3 epochs while train loss fell (slr_fast/study.py `overfit_epoch`). Epochs / train seconds to "
+             "unseen). Overfit epoch: the epoch (counted across stages, from 0) of the lowest validation loss, "
+             "when the last 3 epochs' validation loss averages more than 5 % above it while their train loss is lower "
+             "(slr_fast/train/report.py `overfit_epoch`). Epochs / train seconds to "
              "target: until validation top-1 reached the original recipe's best with the same seed.", ""]
     by_signer = signer_table(study)
     if by_signer:
@@ -454,6 +458,15 @@ def write_study(study: dict, results: list[dict], out: Path) -> None:
     lines += ["Plots: " + ", ".join(f"`{p.name}`" for p in plots), ""]
     with writing(out / "study.md"):
         (out / "study.md").write_text("\n".join(lines))
+
+
+def _read_back_note(setup: dict) -> str:
+    """Where this call read finished runs back, its wall time is not the study's: say so, with the runs' own."""
+    n = setup.get("runs_read_back") or 0
+    if not n:
+        return ""
+    return (f" for this call, which read {n} finished run(s) back from earlier calls; the runs' own wall times add "
+            f"up to {setup.get('runs_wall_s', math.nan) / 60:.1f} min")
 
 
 def _short(x) -> str:

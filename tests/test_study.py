@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from slr_fast.errors import UserInputError
 from slr_fast.study import (
     ORIGINAL,
     RECOMMENDED,
@@ -39,7 +40,7 @@ def test_overfit_epoch_ignores_bumps_plateaus_and_joint_rises():
     train = [3.0, 2.5, 2.0, 1.5, 1.0, 0.8, 0.6, 0.4]
     bump = [3.1, 2.7, 2.4, 2.5, 2.3, 2.2, 2.1, 2.0]  # one epoch up, then lower again: no onset
     assert overfit_epoch(train, bump) is None
-    flat = [3.1, 2.7, 2.4, 2.401, 2.402, 2.403, 2.404, 2.405]  # above the minimum but by < 2 %: a plateau
+    flat = [3.1, 2.7, 2.4, 2.45, 2.44, 2.46, 2.47, 2.48]  # above the minimum but by < 5 %: a plateau
     assert overfit_epoch(train, flat) is None
     rising_train = [3.0, 2.5, 2.0, 2.1, 2.2, 2.3, 2.4, 2.5]  # both rise (a rate too high): not overfitting
     assert overfit_epoch(rising_train, [3.1, 2.7, 2.4, 2.5, 2.6, 2.7, 2.8, 2.9]) is None
@@ -47,6 +48,14 @@ def test_overfit_epoch_ignores_bumps_plateaus_and_joint_rises():
     # A later, lasting rise after the bump is found.
     late = [3.1, 2.7, 2.4, 2.5, 2.3, 2.2, 2.4, 2.6, 2.8]
     assert overfit_epoch([3 - 0.3 * i for i in range(9)], late) == 5
+    # A three-epoch rise of 8 % the curve then recovers from (a stage's warm-up, say) is no onset...
+    long_bump = [3.1, 2.7, 2.4, 2.6, 2.6, 2.6, 2.3, 2.1, 2.0, 2.0, 2.0]
+    assert overfit_epoch([3 - 0.2 * i for i in range(11)], long_bump) is None
+    # ...while a rise that lasts to the end counts even if it comes part of the way back.
+    partial = [3.0, 2.5, 2.0, 2.3, 2.6, 2.9, 2.5, 2.4, 2.3]
+    assert overfit_epoch([3 - 0.3 * i for i in range(9)], partial) == 2
+    assert overfit_epoch(train, [3.1, 2.7, 2.4, 2.3, float("nan"), 2.5, 2.7, 2.9]) is None  # a broken run
+    assert overfit_epoch(train, [3.1, 2.7, 2.4, 2.3, None, 2.5, 2.7, 2.9]) is None  # a missing value
     with pytest.raises(ValueError):
         overfit_epoch([1.0], [1.0, 2.0])
 
@@ -151,6 +160,8 @@ def test_study_end_to_end_toy(tmp_path):
     again = run_study(tmp_path, size, **kw)
     assert again["recipes"][ORIGINAL]["runs"] == study["recipes"][ORIGINAL]["runs"]
     assert (tmp_path / "runs" / ORIGINAL / "seed0" / "summary.json").stat().st_mtime == mtime
+    assert study["setup"]["runs_read_back"] == 0 and again["setup"]["runs_read_back"] == 2
+    assert "read 2 finished run(s) back from earlier calls" in (tmp_path / "study.md").read_text()
 
 
 def test_study_cli_refuses_bad_values_before_any_data(tmp_path, capsys):
@@ -160,4 +171,33 @@ def test_study_cli_refuses_bad_values_before_any_data(tmp_path, capsys):
     assert "--epoch-scale 0.0: not a number in (0, 100]" in capsys.readouterr().err
     assert main(["study", "--out", str(tmp_path / "s"), "--device", "tpu"]) == 2
     assert "--device 'tpu': not one of" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_study_size_data_overrides():
+    cfg = StudySize(classes=4, signers=(3, 2, 6), synth={"family_size": 4, "jitter": 0.05}).synth_config()
+    assert (cfg.classes, cfg.per_class, cfg.signers, cfg.family_size, cfg.jitter) == (4, 11, 11, 4, 0.05)
+    from slr_fast.synth import make_signers
+
+    splits = [s.split for s in make_signers(cfg)]
+    assert [splits.count(k) for k in range(3)] == [3, 2, 6]  # whole signers per split, as asked
+    with pytest.raises(UserInputError, match=r"StudySize.synth: \['classes'\] are set by the study size"):
+        StudySize(synth={"classes": 3})
+    with pytest.raises(UserInputError, match=r"unknown SynthConfig field\(s\) \['famliy_size'\]"):
+        StudySize(synth={"famliy_size": 3})
+    with pytest.raises(UserInputError, match="family_size must be 1..4, got 5"):
+        StudySize(synth={"family_size": 5})
+    with pytest.raises(UserInputError, match=r"StudySize.signers: three positive counts"):
+        StudySize(signers=(15, 0, 5))
+
+
+def test_study_cli_refuses_bad_data_options(tmp_path, capsys):
+    from slr_fast.cli.main import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--out", str(tmp_path / "s"), "--signers", "15,5"])
+    assert e.value.code == 2 and "'15,5' is not three positive signer counts" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--out", str(tmp_path / "s"), "--family-size", "5"])
+    assert e.value.code == 2 and "5 is not an integer in [1, 4]" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()

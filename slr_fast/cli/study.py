@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
+
 from slr_fast.cli.main import at_least
+
+
+def signer_counts(text: str) -> tuple[int, int, int]:
+    """An argparse type: three positive signer counts TRAIN,VAL,TEST, e.g. `15,5,20`."""
+    try:
+        counts = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not three integers TRAIN,VAL,TEST") from None
+    if len(counts) != 3 or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not three positive signer counts TRAIN,VAL,TEST")
+    return counts
 
 
 def cmd_study(args) -> int:
@@ -18,6 +31,10 @@ def cmd_study(args) -> int:
     size = StudySize.full() if args.full else StudySize.default()
     if args.classes:
         size.classes = args.classes
+    if args.signers:
+        size.signers = args.signers
+    if args.family_size:
+        size.synth["family_size"] = args.family_size
     if args.epoch_scale is not None:
         if not 0 < args.epoch_scale <= 100:
             raise UserInputError(f"--epoch-scale {args.epoch_scale}: not a number in (0, 100]")
@@ -44,6 +61,12 @@ def register(sub) -> None:
     p.add_argument("--ablation-seeds", type=at_least(0), default=1,
                    help="seeds per remedy ablation; 0 skips the ablations (default: %(default)s)")
     p.add_argument("--classes", type=at_least(2), help="number of classes instead of the size's")
+    p.add_argument("--signers", type=signer_counts, metavar="TR,VA,TE",
+                   help="train, validation and test signers (default: 15,5,5; more test signers measure test "
+                        "top-1 more finely at little cost: only training signers add training time)")
+    p.add_argument("--family-size", type=at_least(1, 4),
+                   help="signs per family told apart only by temporal order (default: the generator's 2; 4 is "
+                        "harder data)")
     p.add_argument("--epoch-scale", type=float, help="factor on the recipes' epochs instead of the size's")
     p.add_argument("--jobs", type=at_least(1),
                    help="runs trained side by side, a torch thread each when --threads is 0 (default: 2 on a CPU, "
