@@ -282,9 +282,8 @@ def run_study(out: str | Path, size: StudySize | None = None, seeds: int = 3, ab
         threads = 1  # runs side by side: a torch thread each
     ablations = {} if not ablation_seeds else ABLATIONS if ablations is None else ablations
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    store = str(study_store(out, size).resolve())
+    store = str((out / "data.zarr").resolve())
     recipes = recipes or {name: scaled_recipe(name, size) for name in (ORIGINAL, RECOMMENDED)}
     plan: list[tuple[str, dict, list[int]]] = [(name, recipe, list(range(seeds))) for name, recipe in recipes.items()]
     for name, (every, later) in ablations.items():
@@ -292,10 +291,18 @@ def run_study(out: str | Path, size: StudySize | None = None, seeds: int = 3, ab
     jobs_list = [{"name": name, "recipe": recipe, "seed": seed, "store": store, "device": device,
                   "threads": threads, "run_dir": str(out / "runs" / name / f"seed{seed}")}
                  for name, recipe, seed_list in plan for seed in seed_list]
-    for j in jobs_list:  # every recipe is checked before the first run starts
-        from slr_fast.train.recipe import load_recipe
+    from slr_fast.train.recipe import load_recipe
 
-        load_recipe(j["recipe"], {"data.store": store}, where=j["name"])
+    n_train = size.classes * size.signers[0]
+    for j in jobs_list:  # every recipe is checked before any data is made or a run starts
+        for st in load_recipe(j["recipe"], {"data.store": store}, where=j["name"]).stages:
+            if st.config.batch_size > n_train:
+                raise UserInputError(
+                    f"{j['name']}, stage {st.name}: batch size {st.config.batch_size} is more than the study's "
+                    f"{n_train} training sequences ({size.classes} classes × {size.signers[0]} training signers); "
+                    "use more classes or training signers")
+    out.mkdir(parents=True, exist_ok=True)
+    study_store(out, size)
     log(f"study: {len(jobs_list)} runs ({', '.join(f'{n} ×{len(s)}' for n, _, s in plan)}) on {size.classes} "
         f"classes into {out}")
     results: list[dict] = []
@@ -394,11 +401,11 @@ def study_table(study: dict) -> list[str]:
     lines = ["| recipe | seeds | test top-1 | final gap | max gap | overfit epoch | epochs to target | "
              "train s to target | epochs |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, rec in study["recipes"].items():
-        epochs = statistics.fmean(r["epochs"] for r in rec["runs"]) if rec["runs"] else math.nan
+        epochs = f"{statistics.fmean(r['epochs'] for r in rec['runs']):.0f}" if rec["runs"] else "–"
         lines.append(f"| {name} | {len(rec['runs'])} | {_fmt(rec, 'test_top1', '.3f')} | "
                      f"{_fmt(rec, 'final_gap', '+.3f')} | {_fmt(rec, 'max_gap', '+.3f')} | "
                      f"{_fmt(rec, 'overfit_epoch', '.1f')} | {_fmt(rec, 'epochs_to_target', '.1f')} | "
-                     f"{_fmt(rec, 'seconds_to_target', '.0f')} | {epochs:.0f} |")
+                     f"{_fmt(rec, 'seconds_to_target', '.0f')} | {epochs} |")
     return lines
 
 

@@ -200,4 +200,8 @@ def test_study_cli_refuses_bad_data_options(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["study", "--out", str(tmp_path / "s"), "--family-size", "5"])
     assert e.value.code == 2 and "5 is not an integer in [1, 4]" in capsys.readouterr().err
+    # Too few training sequences for the recipes' batches: refused before any data is made, not 2 failed runs.
+    assert main(["study", "--out", str(tmp_path / "s"), "--classes", "2", "--signers", "2,1,3"]) == 2
+    assert ("original, stage initial: batch size 32 is more than the study's 4 training sequences (2 classes × 2 "
+            "training signers)") in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
