@@ -60,6 +60,10 @@ class StudySize:
     train_eval_samples: int = 1024
     batch_size: int = 0  # 0: the recipes' own
     data_seed: int = 1
+    # False: every seed trains and is tested on one data draw (data_seed), so the seeds' spread is the training's
+    # alone. True: seed k gets its own draw of signers (data_seed + k), so the spread includes which people happen
+    # to be in each split; the recipes stay paired (the same seed, the same draw).
+    vary_data: bool = False
     # SynthConfig overrides (e.g. {"family_size": 4}: harder data); the size sets classes, signers and the split.
     synth: dict = field(default_factory=dict)
 
@@ -73,8 +77,13 @@ class StudySize:
                                  "data_seed), not by synth overrides")
         self.synth_config()  # unknown fields and bad values fail here, before any data is made
 
-    def synth_config(self):
-        """The SynthConfig of the study's data: every signer signs every class once."""
+    def data_seed_of(self, seed: int) -> int:
+        """The data draw a training seed trains and is tested on."""
+        return self.data_seed + seed if self.vary_data else self.data_seed
+
+    def synth_config(self, data_seed: int | None = None):
+        """The SynthConfig of the study's data (of draw `data_seed`, default the size's): every signer signs every
+        class once."""
         from slr_fast.synth import SynthConfig
 
         known = {f for f in SynthConfig.__dataclass_fields__}
@@ -83,7 +92,7 @@ class StudySize:
             raise UserInputError(f"StudySize.synth: unknown SynthConfig field(s) {unknown}; known: {sorted(known)}")
         n = sum(self.signers)
         return SynthConfig(classes=self.classes, per_class=n, signers=n, split=tuple(float(s) for s in self.signers),
-                           seed=self.data_seed, **self.synth)
+                           seed=self.data_seed if data_seed is None else data_seed, **self.synth)
 
     @classmethod
     def default(cls) -> StudySize:
@@ -116,6 +125,7 @@ class RunMetrics:
     best_val_acc: float | None
     train_seconds: float
     test_per_signer: dict | None = None  # signer id → {"accuracy", "support"} on the test split
+    data_seed: int | None = None  # the data draw the run trained and was tested on
 
 
 # ---- metric functions (pure; tested on hand-made curves) -----------------------------------------------------------
@@ -204,19 +214,27 @@ def _deep_merge(a: dict, b: dict) -> dict:
     return out
 
 
-def study_store(out: Path, size: StudySize, workers: int = 1) -> Path:
-    """The study's synthetic store (made once; a store from another size is refused, not mixed)."""
+def _data_name(size: StudySize, data_seed: int) -> str:
+    return f"data-seed{data_seed}" if size.vary_data else "data"
+
+
+def study_store(out: Path, size: StudySize, data_seed: int | None = None, workers: int = 1) -> Path:
+    """The study's synthetic store of draw `data_seed` (default the size's): `data.zarr`, or `data-seed<N>.zarr` when
+    the size varies the data per seed. Made once; a store of another size is refused, not mixed; one left
+    unfinished by a killed call (its `.partial` marker still there) is made again."""
     from slr_fast.synth import synth_store
 
-    path = out / "data.zarr"
-    cfg = size.synth_config()
-    marker = out / "data.json"
-    if path.exists():
+    name = _data_name(size, size.data_seed if data_seed is None else data_seed)
+    path, marker, partial = out / f"{name}.zarr", out / f"{name}.json", out / f"{name}.partial"
+    cfg = size.synth_config(data_seed)
+    if path.exists() and not partial.exists():
         if not marker.exists() or json.loads(marker.read_text()) != cfg.to_dict():
             raise UserInputError(f"{path}: holds data of another study size; use another --out or remove it")
         return path
-    synth_store(path, cfg, progress=False, workers=workers)
+    partial.touch()
+    synth_store(path, cfg, progress=False, workers=workers, overwrite=True)
     marker.write_text(json.dumps(cfg.to_dict()))
+    partial.unlink()
     return path
 
 
@@ -262,7 +280,7 @@ def _one_run(job: dict) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     return {"name": job["name"], "seed": job["seed"], "run_dir": str(run_dir), "history": history,
             "test": summary.get("test"), "wall_s": time.perf_counter() - t0, "recipe_wall_s": _recipe_seconds(run_dir),
-            "read_back": read_back}
+            "read_back": read_back, "data_seed": job.get("data_seed")}
 
 
 def _recipe_seconds(run_dir: Path) -> float:
@@ -283,26 +301,29 @@ def run_study(out: str | Path, size: StudySize | None = None, seeds: int = 3, ab
     ablations = {} if not ablation_seeds else ABLATIONS if ablations is None else ablations
     out = Path(out)
     t0 = time.perf_counter()
-    store = str((out / "data.zarr").resolve())
+    seeds_used = range(max(seeds, ablation_seeds))
+    stores = {seed: str((out / f"{_data_name(size, size.data_seed_of(seed))}.zarr").resolve()) for seed in seeds_used}
     recipes = recipes or {name: scaled_recipe(name, size) for name in (ORIGINAL, RECOMMENDED)}
     plan: list[tuple[str, dict, list[int]]] = [(name, recipe, list(range(seeds))) for name, recipe in recipes.items()]
     for name, (every, later) in ablations.items():
         plan.append((ORIGINAL + name, _with(recipes[ORIGINAL], every, later), list(range(ablation_seeds))))
-    jobs_list = [{"name": name, "recipe": recipe, "seed": seed, "store": store, "device": device,
+    jobs_list = [{"name": name, "recipe": recipe, "seed": seed, "store": stores[seed],
+                  "data_seed": size.data_seed_of(seed), "device": device,
                   "threads": threads, "run_dir": str(out / "runs" / name / f"seed{seed}")}
                  for name, recipe, seed_list in plan for seed in seed_list]
     from slr_fast.train.recipe import load_recipe
 
     n_train = size.classes * size.signers[0]
     for j in jobs_list:  # every recipe is checked before any data is made or a run starts
-        for st in load_recipe(j["recipe"], {"data.store": store}, where=j["name"]).stages:
+        for st in load_recipe(j["recipe"], {"data.store": j["store"]}, where=j["name"]).stages:
             if st.config.batch_size > n_train:
                 raise UserInputError(
                     f"{j['name']}, stage {st.name}: batch size {st.config.batch_size} is more than the study's "
                     f"{n_train} training sequences ({size.classes} classes × {size.signers[0]} training signers); "
                     "use more classes or training signers")
     out.mkdir(parents=True, exist_ok=True)
-    study_store(out, size)
+    for data_seed in sorted({size.data_seed_of(seed) for seed in seeds_used}):
+        study_store(out, size, data_seed)
     log(f"study: {len(jobs_list)} runs ({', '.join(f'{n} ×{len(s)}' for n, _, s in plan)}) on {size.classes} "
         f"classes into {out}")
     results: list[dict] = []
@@ -353,6 +374,7 @@ def assemble(results: list[dict], order: list[str]) -> dict:
                 for r in results if r["name"] == name]
         for run, r in zip(runs, [r for r in results if r["name"] == name], strict=True):
             run["wall_s"] = r.get("recipe_wall_s")
+            run["data_seed"] = r.get("data_seed")
         recipes[name] = {"runs": runs, **summarize(runs)}
     return {"recipes": recipes, "goals": goals(recipes)}
 
@@ -411,10 +433,20 @@ def study_table(study: dict) -> list[str]:
 
 def signer_table(study: dict) -> list[str]:
     """Test top-1 of each test signer, mean over a recipe's seeds (runs that recorded it): is a recipe's shortfall
-    on unseen signers even, or one signer's?"""
-    per = {name: [r["test_per_signer"] for r in rec["runs"] if r.get("test_per_signer")]
-           for name, rec in study["recipes"].items()}
-    signers = sorted({s for runs in per.values() for r in runs for s in r}, key=lambda s: (not s.isdigit(), s.zfill(9)))
+    on unseen signers even, or one signer's? When the runs come from several data draws, a signer is named
+    `draw/id` (signer 6 of one draw is another person than signer 6 of the next)."""
+    draws = {r.get("data_seed") for rec in study["recipes"].values() for r in rec["runs"]}
+
+    def keyed(run: dict) -> dict:
+        per = run["test_per_signer"]
+        return {f"{run.get('data_seed')}/{s}": v for s, v in per.items()} if len(draws) > 1 else per
+
+    per = {name: [keyed(r) for r in rec["runs"] if r.get("test_per_signer")] for name, rec in study["recipes"].items()}
+
+    def order(s: str):
+        return tuple((not p.isdigit(), p.zfill(9)) for p in s.split("/"))
+
+    signers = sorted({s for runs in per.values() for r in runs for s in r}, key=order)
     if not signers:
         return []
     lines = ["| recipe | " + " | ".join(f"signer {s}" for s in signers) + " |",

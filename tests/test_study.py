@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from slr_fast.errors import UserInputError
@@ -111,6 +112,11 @@ def test_signer_table_means_over_seeds():
     assert lines[0] == "| recipe | signer 3 | signer 10 |"  # numeric order, not string order
     assert lines[2] == "| original | 0.70 | 0.95 |" and lines[3] == "| recommended | 0.90 | 1.00 |"
     assert signer_table({"recipes": {ORIGINAL: {"runs": [{"test_per_signer": None}]}}}) == []
+    # Runs from several data draws: signer 3 of draw 1 and of draw 2 are different people, so they are not averaged.
+    study = {"recipes": {ORIGINAL: {"runs": [{**run({"3": 0.6}), "data_seed": 1}, {**run({"3": 0.8}), "data_seed": 2},
+                                             {**run({"3": 1.0}), "data_seed": 2}]}}}
+    assert signer_table(study)[0] == "| recipe | signer 1/3 | signer 2/3 |"
+    assert signer_table(study)[2] == "| original | 0.60 | 0.90 |"
 
 
 def test_summarize_skips_missing_values():
@@ -205,3 +211,40 @@ def test_study_cli_refuses_bad_data_options(tmp_path, capsys):
     assert ("original, stage initial: batch size 32 is more than the study's 4 training sequences (2 classes × 2 "
             "training signers)") in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_study_store_per_draw_and_after_a_kill(tmp_path):
+    from slr_fast.store import KeypointStore
+    from slr_fast.study import study_store
+
+    size = StudySize(classes=2, signers=(2, 1, 1), frames=16, vary_data=True)
+    assert [size.data_seed_of(k) for k in range(3)] == [1, 2, 3]
+    a, b = study_store(tmp_path, size, 1), study_store(tmp_path, size, 2)
+    assert (a.name, b.name) == ("data-seed1.zarr", "data-seed2.zarr")
+    xa, xb = KeypointStore.open(str(a)), KeypointStore.open(str(b))
+    assert len(xa) == len(xb) == 8 and not all(
+        np.array_equal(np.nan_to_num(xa[i][0]), np.nan_to_num(xb[i][0])) for i in range(8))  # other signers
+    # A call killed while making the data leaves its .partial marker: the next call makes the data again.
+    (tmp_path / "data-seed2.partial").touch()
+    (tmp_path / "data-seed2.json").unlink()
+    assert study_store(tmp_path, size, 2) == b and not (tmp_path / "data-seed2.partial").exists()
+    assert len(KeypointStore.open(str(b))) == 8
+    # Data without its marker (not the study's) is refused, not overwritten.
+    (tmp_path / "data-seed1.json").unlink()
+    with pytest.raises(UserInputError, match="data-seed1.zarr: holds data of another study size"):
+        study_store(tmp_path, size, 1)
+    assert StudySize().data_seed_of(5) == 1  # one draw for every seed by default
+
+
+def test_study_varying_the_data_per_seed(tmp_path):
+    size = StudySize(classes=3, signers=(3, 2, 2), frames=16, epoch_scale=0.01, batch_size=4, vary_data=True,
+                     model={"dim": 32, "heads": 2, "part_dim": 32, "part_hidden": 32, "pool_queries": 1})
+    recipes = {name: {**scaled_recipe(name, size), "stages": [{"name": "only", "epochs": 1}]}
+               for name in (ORIGINAL, RECOMMENDED)}
+    study = run_study(tmp_path, size, seeds=2, ablation_seeds=0, device="cpu", threads=1, log=lambda *a: None,
+                      recipes=recipes)
+    for rec in study["recipes"].values():  # each seed on its own draw, both recipes paired on it
+        assert [(r["seed"], r["data_seed"]) for r in rec["runs"]] == [(0, 1), (1, 2)]
+    assert sorted(p.name for p in tmp_path.glob("data-seed*.zarr")) == ["data-seed1.zarr", "data-seed2.zarr"]
+    assert not (tmp_path / "data.zarr").exists()
+    assert "| recipe | signer 1/" in (tmp_path / "study.md").read_text()

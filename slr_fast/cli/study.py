@@ -35,6 +35,7 @@ def cmd_study(args) -> int:
         size.signers = args.signers
     if args.family_size:
         size.synth["family_size"] = args.family_size
+    size.vary_data = args.vary_data
     if args.epoch_scale is not None:
         if not 0 < args.epoch_scale <= 100:
             raise UserInputError(f"--epoch-scale {args.epoch_scale}: not a number in (0, 100]")
@@ -68,6 +69,10 @@ def register(sub) -> None:
                    help="signs per family told apart only by temporal order (default: the generator's 2; 4 is "
                         "harder data)")
     p.add_argument("--epoch-scale", type=float, help="factor on the recipes' epochs instead of the size's")
+    p.add_argument("--vary-data", action="store_true",
+                   help="a new draw of synthetic signers for every seed (seed k: data seed 1 + k), so the seeds' "
+                        "spread includes who happens to be in the train, validation and test splits; both recipes "
+                        "stay paired on each draw (default: one draw for all seeds)")
     p.add_argument("--jobs", type=at_least(1),
                    help="runs trained side by side, a torch thread each when --threads is 0 (default: 2 on a CPU, "
                         "where two one-thread runs outpace one two-thread run; else 1)")
