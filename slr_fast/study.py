@@ -4,7 +4,9 @@ Slovo-shaped synthetic data — does a recipe narrow the train − test gap by l
 Data: synthetic signers, signer-independent, every class signed once by each of 25 signers: 15 train, 5 validation
 and 5 test signers (Slovo's 15 train / 5 test per class, plus 5 unseen signers whose curves stand for the test
 curves the original work plotted, so the held-out test split is read once per run, with the weights the last
-stage hands on). The scaled default (StudySize.default) fits 2 CPU cores; `full` is Slovo's 1,001 classes.
+stage hands on). Each seed gets its own draw of signers (and both recipes the same draw for the same seed), so
+the seeds' spread includes who happens to be in which split. The scaled default (StudySize.default) fits 2 CPU
+cores; `full` is Slovo's 1,001 classes.
 
 Per run (one recipe, one seed), from the curves joined across stages (epochs counted across stages):
 - `test_top1`: top-1 on the test signers with the last stage's best.pt;
@@ -60,10 +62,11 @@ class StudySize:
     train_eval_samples: int = 1024
     batch_size: int = 0  # 0: the recipes' own
     data_seed: int = 1
-    # False: every seed trains and is tested on one data draw (data_seed), so the seeds' spread is the training's
-    # alone. True: seed k gets its own draw of signers (data_seed + k), so the spread includes which people happen
-    # to be in each split; the recipes stay paired (the same seed, the same draw).
-    vary_data: bool = False
+    # True: seed k gets its own draw of signers (data_seed + k), so the seeds' spread includes which people happen
+    # to be in each split; the recipes stay paired (the same seed, the same draw). False: every seed trains and is
+    # tested on one draw (data_seed), so the spread is the training's alone — a recipe chosen on one draw looked
+    # better there than on the next draws (benchmarks/results/generalization.md).
+    vary_data: bool = True
     # SynthConfig overrides (e.g. {"family_size": 4}: harder data); the size sets classes, signers and the split.
     synth: dict = field(default_factory=dict)
 
@@ -376,7 +379,30 @@ def assemble(results: list[dict], order: list[str]) -> dict:
             run["wall_s"] = r.get("recipe_wall_s")
             run["data_seed"] = r.get("data_seed")
         recipes[name] = {"runs": runs, **summarize(runs)}
-    return {"recipes": recipes, "goals": goals(recipes)}
+    return {"recipes": recipes, "goals": goals(recipes), "paired": paired(recipes)}
+
+
+def paired(recipes: dict) -> dict:
+    """The recommended recipe against the original seed by seed (the same seed: the same data and initial draw):
+    per metric the mean and standard deviation of the differences and how many seeds were better, tied, worse.
+    Finer than the spreads: a seed whose data is easy for both recipes lifts both."""
+    o, r = recipes.get(ORIGINAL), recipes.get(RECOMMENDED)
+    if not o or not r:
+        return {}
+    out = {}
+    for key, higher_is_better in (("test_top1", True), ("final_gap", False)):
+        a = {run["seed"]: run[key] for run in o["runs"] if run.get(key) is not None}
+        b = {run["seed"]: run[key] for run in r["runs"] if run.get(key) is not None}
+        diffs = [b[k] - a[k] for k in sorted(a.keys() & b.keys())]
+        if not diffs:
+            continue
+        tol = 1e-9
+        better = sum((d > tol) if higher_is_better else (d < -tol) for d in diffs)
+        tied = sum(abs(d) <= tol for d in diffs)
+        out[key] = {"mean": statistics.fmean(diffs), "std": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
+                    "better": better, "tied": tied, "worse": len(diffs) - better - tied, "seeds": len(diffs),
+                    "differences": diffs}
+    return out
 
 
 def goals(recipes: dict) -> dict:
@@ -470,7 +496,8 @@ def write_study(study: dict, results: list[dict], out: Path) -> None:
     size = setup.get("size", {})
     lines = ["# Generalization study", "",
              f"{size.get('classes')} classes, signer-independent ({'/'.join(map(str, size.get('signers', [])))} "
-             f"train/validation/test signers, one sequence per signer and class), T {size.get('frames')}, "
+             f"train/validation/test signers, one sequence per signer and class"
+             f"{_data_note(size)}), T {size.get('frames')}, "
              f"epochs × {size.get('epoch_scale')} of the shipped recipes; {setup.get('seeds')} seeds for the "
              f"recipes, {setup.get('ablation_seeds')} per ablation; {setup.get('wall_s', math.nan) / 60:.1f} min "
              f"wall on {setup.get('cpu_count')} CPU cores (device {setup.get('device')}, {setup.get('jobs')} "
@@ -485,6 +512,13 @@ def write_study(study: dict, results: list[dict], out: Path) -> None:
     if by_signer:
         lines += ["Test top-1 per test signer (mean over seeds; `slr-fast eval` gives it for any checkpoint):", "",
                   *by_signer, ""]
+    pair = study.get("paired", {})
+    if pair:
+        lines += ["Paired by seed (recommended − original; the same seed trains both on the same data):", ""]
+        for key, v in pair.items():
+            lines.append(f"- {key.replace('_', ' ')}: {v['mean']:+.3f} ± {v['std']:.3f}; better on {v['better']}, "
+                         f"tied on {v['tied']}, worse on {v['worse']} of {v['seeds']} seeds")
+        lines.append("")
     g = study.get("goals", {})
     if g:
         lines += ["Goals (recommended vs original):", ""]
@@ -497,6 +531,14 @@ def write_study(study: dict, results: list[dict], out: Path) -> None:
     lines += ["Plots: " + ", ".join(f"`{p.name}`" for p in plots), ""]
     with writing(out / "study.md"):
         (out / "study.md").write_text("\n".join(lines))
+
+
+def _data_note(size: dict) -> str:
+    """What data the seeds trained on, when it is more than one draw or not the generator's default signs."""
+    notes = [f"{k.replace('_', ' ')} {v}" for k, v in (size.get("synth") or {}).items()]
+    if size.get("vary_data"):
+        notes.append(f"a new draw of signers per seed: data seed {size.get('data_seed')} + seed")
+    return "".join(f"; {n}" for n in notes)
 
 
 def _read_back_note(setup: dict) -> str:

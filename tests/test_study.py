@@ -97,9 +97,18 @@ def test_assemble_means_targets_and_goals():
     g = study["goals"]
     assert g["gap_at_most_half"]["met"] and g["test_higher_beyond_spread"]["met"]
     assert not g["third_of_the_epochs"]["met"]  # 2 epochs against 4 / 3
+    # Seed by seed: test +0.15 and +0.20, both better; the gap 0.4 → 0.1 and 0.5 → 0.1, both better (lower).
+    pt, pg = study["paired"]["test_top1"], study["paired"]["final_gap"]
+    assert pt["mean"] == pytest.approx(0.175) and (pt["better"], pt["tied"], pt["worse"], pt["seeds"]) == (2, 0, 0, 2)
+    assert pg["mean"] == pytest.approx(-0.35) and pg["better"] == 2
     # Overlapping seeds are not "beyond the spread".
     results[3]["test"]["top1"] = 0.5
     assert not goals(assemble(results, [ORIGINAL, RECOMMENDED])["recipes"])["test_higher_beyond_spread"]["met"]
+    results[3]["test"]["top1"] = 0.40
+    again = assemble(results, [ORIGINAL, RECOMMENDED])["paired"]["test_top1"]
+    assert (again["better"], again["tied"], again["worse"]) == (1, 0, 1)
+    results[3]["test"]["top1"] = 0.45
+    assert assemble(results, [ORIGINAL, RECOMMENDED])["paired"]["test_top1"]["tied"] == 1
 
 
 def test_signer_table_means_over_seeds():
@@ -233,7 +242,7 @@ def test_study_store_per_draw_and_after_a_kill(tmp_path):
     (tmp_path / "data-seed1.json").unlink()
     with pytest.raises(UserInputError, match="data-seed1.zarr: holds data of another study size"):
         study_store(tmp_path, size, 1)
-    assert StudySize().data_seed_of(5) == 1  # one draw for every seed by default
+    assert StudySize().data_seed_of(5) == 6 and StudySize(vary_data=False).data_seed_of(5) == 1
 
 
 def test_study_varying_the_data_per_seed(tmp_path):
@@ -247,4 +256,5 @@ def test_study_varying_the_data_per_seed(tmp_path):
         assert [(r["seed"], r["data_seed"]) for r in rec["runs"]] == [(0, 1), (1, 2)]
     assert sorted(p.name for p in tmp_path.glob("data-seed*.zarr")) == ["data-seed1.zarr", "data-seed2.zarr"]
     assert not (tmp_path / "data.zarr").exists()
-    assert "| recipe | signer 1/" in (tmp_path / "study.md").read_text()
+    text = (tmp_path / "study.md").read_text()
+    assert "| recipe | signer 1/" in text and "a new draw of signers per seed: data seed 1 + seed" in text
