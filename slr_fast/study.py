@@ -272,12 +272,10 @@ def _one_run(job: dict) -> dict:
         if comparable(saved) != comparable(wanted):
             raise UserInputError(f"{run_dir}: trained with another recipe than {job['name']} seed {job['seed']} is "
                                  "now; remove it (or use another --out) to train it again")
-    read_back = (run_dir / "summary.json").exists()
-    if read_back:
-        pass  # finished by an earlier call
-    elif (run_dir / RECIPE_FILE).exists():
+    read_back = (run_dir / "summary.json").exists()  # finished by an earlier call
+    if not read_back and (run_dir / RECIPE_FILE).exists():
         resume_recipe(run_dir, progress=False)
-    else:
+    elif not read_back:
         run_recipe(recipe, run_dir, progress=False)
     history, _ = joined_history(stage_dirs(run_dir, recipe))
     summary = json.loads((run_dir / "summary.json").read_text())
