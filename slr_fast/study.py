@@ -323,8 +323,10 @@ def run_study(out: str | Path, size: StudySize | None = None, seeds: int = 3, ab
                     f"{n_train} training sequences ({size.classes} classes × {size.signers[0]} training signers); "
                     "use more classes or training signers")
     out.mkdir(parents=True, exist_ok=True)
+    sequences = size.classes * sum(size.signers)
+    workers = min(os.cpu_count() or 1, 8) if sequences >= 5000 else 1  # processes pay off for large draws only
     for data_seed in sorted({size.data_seed_of(seed) for seed in seeds_used}):
-        study_store(out, size, data_seed)
+        study_store(out, size, data_seed, workers=workers)
     log(f"study: {len(jobs_list)} runs ({', '.join(f'{n} ×{len(s)}' for n, _, s in plan)}) on {size.classes} "
         f"classes into {out}")
     results: list[dict] = []
