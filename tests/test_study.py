@@ -98,17 +98,21 @@ def test_assemble_means_targets_and_goals():
     assert g["gap_at_most_half"]["met"] and g["test_higher_beyond_spread"]["met"]
     assert not g["third_of_the_epochs"]["met"]  # 2 epochs against 4 / 3
     # Seed by seed: test +0.15 and +0.20, both better; the gap 0.4 → 0.1 and 0.5 → 0.1, both better (lower).
-    pt, pg = study["paired"]["test_top1"], study["paired"]["final_gap"]
+    pt, pg = study["paired"][RECOMMENDED]["test_top1"], study["paired"][RECOMMENDED]["final_gap"]
     assert pt["mean"] == pytest.approx(0.175) and (pt["better"], pt["tied"], pt["worse"], pt["seeds"]) == (2, 0, 0, 2)
     assert pg["mean"] == pytest.approx(-0.35) and pg["better"] == 2
     # Overlapping seeds are not "beyond the spread".
     results[3]["test"]["top1"] = 0.5
     assert not goals(assemble(results, [ORIGINAL, RECOMMENDED])["recipes"])["test_higher_beyond_spread"]["met"]
     results[3]["test"]["top1"] = 0.40
-    again = assemble(results, [ORIGINAL, RECOMMENDED])["paired"]["test_top1"]
+    again = assemble(results, [ORIGINAL, RECOMMENDED])["paired"][RECOMMENDED]["test_top1"]
     assert (again["better"], again["tied"], again["worse"]) == (1, 0, 1)
     results[3]["test"]["top1"] = 0.45
-    assert assemble(results, [ORIGINAL, RECOMMENDED])["paired"]["test_top1"]["tied"] == 1
+    assert assemble(results, [ORIGINAL, RECOMMENDED])["paired"][RECOMMENDED]["test_top1"]["tied"] == 1
+    # An ablation trained with fewer seeds is compared on the seeds it has.
+    results.append(_run(ORIGINAL + "+x", 1, [0.5, 0.6], [0.5, 0.7], 0.50))
+    px = assemble(results, [ORIGINAL, RECOMMENDED, ORIGINAL + "+x"])["paired"][ORIGINAL + "+x"]["test_top1"]
+    assert px["seeds"] == 1 and px["mean"] == pytest.approx(0.05) and px["better"] == 1
 
 
 def test_signer_table_means_over_seeds():
