@@ -89,13 +89,10 @@ class StudySize:
         class once."""
         from slr_fast.synth import SynthConfig
 
-        known = {f for f in SynthConfig.__dataclass_fields__}
-        unknown = sorted(set(self.synth) - known)
-        if unknown:
-            raise UserInputError(f"StudySize.synth: unknown SynthConfig field(s) {unknown}; known: {sorted(known)}")
-        n = sum(self.signers)
-        return SynthConfig(classes=self.classes, per_class=n, signers=n, split=tuple(float(s) for s in self.signers),
-                           seed=self.data_seed if data_seed is None else data_seed, **self.synth)
+        n = sum(self.signers)  # from_dict refuses unknown fields in one line
+        return SynthConfig.from_dict({**self.synth, "classes": self.classes, "per_class": n, "signers": n,
+                                      "split": [float(s) for s in self.signers],
+                                      "seed": self.data_seed if data_seed is None else data_seed})
 
     @classmethod
     def default(cls) -> StudySize:
