@@ -187,18 +187,27 @@ def run_metrics(name: str, seed: int, run_dir: Path, history: list[dict], test: 
 
 
 # ---- recipes ---------------------------------------------------------------------------------------------------------
-def scaled_recipe(name: str, size: StudySize, extra_all: dict | None = None, extra_later: dict | None = None) -> dict:
-    """A shipped recipe as a mapping, its stages' epochs scaled by `size.epoch_scale`, the size's model overrides
-    and the `extra_*` overrides merged into its base / its stages after the first."""
-    from slr_fast.train.recipe import read_recipe_file, shipped_recipes
+def scaled_recipe(name: str | Path, size: StudySize, extra_all: dict | None = None,
+                  extra_later: dict | None = None) -> dict:
+    """A recipe (a shipped recipe's name or a recipe file) as a mapping, its stages' epochs scaled by
+    `size.epoch_scale`, the size's model overrides and the `extra_*` overrides merged into its base / its stages
+    after the first."""
+    from slr_fast.train.recipe import load_recipe, read_recipe_file
 
-    data = read_recipe_file(shipped_recipes()[name])
+    load_recipe(name)  # every problem of the file is one error naming it and the key, before anything is scaled
+    data = read_recipe_file(name)
     base = _deep_merge(data.get("base") or {}, {"model": dict(size.model), "data": {"frames": size.frames},
                                                 "train_eval_samples": size.train_eval_samples})
     if size.batch_size:
         base["batch_size"] = size.batch_size
     stages = [{**st, "epochs": max(1, round(st.get("epochs", 30) * size.epoch_scale))} for st in data["stages"]]
-    return _with({"name": data.get("name", name), "base": base, "stages": stages}, extra_all or {}, extra_later or {})
+    return _with({"name": data.get("name", recipe_name(name)), "base": base, "stages": stages}, extra_all or {},
+                 extra_later or {})
+
+
+def recipe_name(source: str | Path) -> str:
+    """The name a recipe goes by in a study: a shipped recipe's name, or its file's name without the suffix."""
+    return Path(source).stem
 
 
 def _with(recipe: dict, every: dict, later: dict) -> dict:
@@ -289,22 +298,34 @@ def _recipe_seconds(run_dir: Path) -> float:
 
 def run_study(out: str | Path, size: StudySize | None = None, seeds: int = 3, ablation_seeds: int = 1,
               ablations: dict[str, tuple[dict, dict]] | None = None, device: str = "cpu", jobs: int = 1,
-              threads: int = 0, log=print, recipes: dict[str, dict] | None = None) -> dict:
+              threads: int = 0, log=print, recipes: dict[str, dict] | None = None, first_seed: int = 0,
+              extra: dict[str, dict] | None = None) -> dict:
     """Run the study into `out` (resumable: finished runs are read back) and write study.json, study.md and the
     plots; returns the study.json mapping. `recipes` replaces the shipped original and recommended recipes (name →
-    recipe mapping, as `scaled_recipe` makes them; the ablations then go on top of its original)."""
+    recipe mapping, as `scaled_recipe` makes them; the ablations then go on top of its original); `extra` adds
+    recipes to them, trained with the same seeds and judged by the same goals. Seeds run from `first_seed` (seed k
+    trains on data draw data_seed + k): a later first seed gives draws no earlier call has seen, e.g. to check a
+    recipe on draws it was not chosen on."""
     size = size or StudySize.default()
+    if not isinstance(first_seed, int) or first_seed < 0:
+        raise UserInputError(f"first seed {first_seed!r}: not a whole number ≥ 0")
     if jobs > 1 and not threads:
         threads = 1  # runs side by side: a torch thread each
     ablations = {} if not ablation_seeds else ABLATIONS if ablations is None else ablations
     out = Path(out)
     t0 = time.perf_counter()
-    seeds_used = range(max(seeds, ablation_seeds))
+    seeds_used = range(first_seed, first_seed + max(seeds, ablation_seeds))
     stores = {seed: str((out / f"{_data_name(size, size.data_seed_of(seed))}.zarr").resolve()) for seed in seeds_used}
-    recipes = recipes or {name: scaled_recipe(name, size) for name in (ORIGINAL, RECOMMENDED)}
-    plan: list[tuple[str, dict, list[int]]] = [(name, recipe, list(range(seeds))) for name, recipe in recipes.items()]
+    recipes = dict(recipes or {name: scaled_recipe(name, size) for name in (ORIGINAL, RECOMMENDED)})
+    for name, recipe in (extra or {}).items():
+        if name in recipes or name in {ORIGINAL + a for a in ablations}:
+            raise UserInputError(f"recipe {name!r}: a recipe of that name is already in the study")
+        recipes[name] = recipe
+    mine = range(first_seed, first_seed + seeds)
+    plan: list[tuple[str, dict, list[int]]] = [(name, recipe, list(mine)) for name, recipe in recipes.items()]
     for name, (every, later) in ablations.items():
-        plan.append((ORIGINAL + name, _with(recipes[ORIGINAL], every, later), list(range(ablation_seeds))))
+        plan.append((ORIGINAL + name, _with(recipes[ORIGINAL], every, later),
+                     list(range(first_seed, first_seed + ablation_seeds))))
     jobs_list = [{"name": name, "recipe": recipe, "seed": seed, "store": stores[seed],
                   "data_seed": size.data_seed_of(seed), "device": device,
                   "threads": threads, "run_dir": str(out / "runs" / name / f"seed{seed}")}
@@ -350,9 +371,10 @@ def run_study(out: str | Path, size: StudySize | None = None, seeds: int = 3, ab
     else:
         for j in jobs_list:
             collect(j, lambda j=j: _one_run(j))
-    study = assemble(results, [name for name, _, _ in plan])
+    study = assemble(results, [name for name, _, _ in plan], list(recipes))
     study["failed"] = failed
-    study["setup"] = {"size": asdict(size), "seeds": seeds, "ablation_seeds": ablation_seeds, "device": device,
+    study["setup"] = {"size": asdict(size), "seeds": seeds, "first_seed": first_seed,
+                      "ablation_seeds": ablation_seeds, "device": device,
                       "jobs": jobs, "ablations": {k: {"every_stage": a, "later_stages": b}
                                                   for k, (a, b) in ablations.items()},
                       "recipes": {name: recipe for name, recipe, _ in plan},
@@ -363,9 +385,10 @@ def run_study(out: str | Path, size: StudySize | None = None, seeds: int = 3, ab
     return study
 
 
-def assemble(results: list[dict], order: list[str]) -> dict:
+def assemble(results: list[dict], order: list[str], compared: list[str] | None = None) -> dict:
     """study.json's recipes: per recipe its runs' metrics and their summary (the target of epochs_to_target is the
-    original recipe's best validation top-1 with the same seed)."""
+    original recipe's best validation top-1 with the same seed); the goals of the recommended recipe (`goals`) and
+    of the other recipes in `compared` (`goals_of`, recipes a user added to the study)."""
     targets = {r["seed"]: max(h["val_acc"] for h in r["history"]) for r in results
                if r["name"] == ORIGINAL and r["history"] and "val_acc" in r["history"][0]}
     recipes: dict = {}
@@ -376,7 +399,11 @@ def assemble(results: list[dict], order: list[str]) -> dict:
             run["wall_s"] = r.get("recipe_wall_s")
             run["data_seed"] = r.get("data_seed")
         recipes[name] = {"runs": runs, **summarize(runs)}
-    return {"recipes": recipes, "goals": goals(recipes), "paired": paired(recipes)}
+    out = {"recipes": recipes, "goals": goals(recipes), "paired": paired(recipes)}
+    others = [n for n in compared or [] if n not in (ORIGINAL, RECOMMENDED)]
+    if others:
+        out["goals_of"] = {n: goals(recipes, n) for n in others}
+    return out
 
 
 def paired(recipes: dict) -> dict:
@@ -407,29 +434,29 @@ def paired(recipes: dict) -> dict:
     return out
 
 
-def goals(recipes: dict) -> dict:
-    """The issue's goals for the recommended recipe against the original, each with the numbers it was judged on."""
-    o, r = recipes.get(ORIGINAL), recipes.get(RECOMMENDED)
+def goals(recipes: dict, name: str = RECOMMENDED) -> dict:
+    """The issue's goals for recipe `name` (the recommended one by default) against the original, each with the
+    numbers it was judged on (keys named after the recipe)."""
+    o, r = recipes.get(ORIGINAL), recipes.get(name)
     if not o or not r or not o["runs"] or not r["runs"]:
         return {}
     om, rm = o["mean"], r["mean"]
     out = {}
     if om["final_gap"] is not None and rm["final_gap"] is not None:
         out["gap_at_most_half"] = {"met": rm["final_gap"] <= 0.5 * om["final_gap"],
-                                   "recommended_final_gap": rm["final_gap"], "original_final_gap": om["final_gap"]}
+                                   f"{name}_final_gap": rm["final_gap"], "original_final_gap": om["final_gap"]}
     if om["test_top1"] is not None and rm["test_top1"] is not None:
-        # Beyond the seeds' spread: every recommended seed above every original seed.
+        # Beyond the seeds' spread: every seed of the recipe above every original seed.
         out["test_higher_beyond_spread"] = {"met": r["min"]["test_top1"] > o["max"]["test_top1"],
-                                            "recommended": [rm["test_top1"], r["min"]["test_top1"],
-                                                            r["max"]["test_top1"]],
+                                            name: [rm["test_top1"], r["min"]["test_top1"], r["max"]["test_top1"]],
                                             "original": [om["test_top1"], o["min"]["test_top1"],
                                                          o["max"]["test_top1"]],
                                             "as": "mean, min, max over seeds"}
     epochs_o = statistics.fmean(run["epochs"] for run in o["runs"])
     reached = r["n"]["epochs_to_target"] == len(r["runs"])
     out["third_of_the_epochs"] = {"met": bool(reached and rm["epochs_to_target"] <= epochs_o / 3),
-                                  "recommended_epochs_to_target": rm["epochs_to_target"],
-                                  "recommended_runs_reaching_target": r["n"]["epochs_to_target"],
+                                  f"{name}_epochs_to_target": rm["epochs_to_target"],
+                                  f"{name}_runs_reaching_target": r["n"]["epochs_to_target"],
                                   "original_epochs": epochs_o}
     return out
 
@@ -500,8 +527,9 @@ def write_study(study: dict, results: list[dict], out: Path) -> None:
              f"{size.get('classes')} classes, signer-independent ({'/'.join(map(str, size.get('signers', [])))} "
              f"train/validation/test signers, one sequence per signer and class"
              f"{_data_note(size)}), T {size.get('frames')}, "
-             f"epochs × {size.get('epoch_scale')} of the shipped recipes; {setup.get('seeds')} seeds for the "
-             f"recipes, {setup.get('ablation_seeds')} per ablation; {setup.get('wall_s', math.nan) / 60:.1f} min "
+             f"epochs × {size.get('epoch_scale')} of the recipes; {setup.get('seeds')} seeds for the "
+             f"recipes{_first_seed_note(setup)}, {setup.get('ablation_seeds')} per ablation; "
+             f"{setup.get('wall_s', math.nan) / 60:.1f} min "
              f"wall on {setup.get('cpu_count')} CPU cores (device {setup.get('device')}, {setup.get('jobs')} "
              f"jobs){_read_back_note(setup)}.", "",
              *study_table(study), "",
@@ -525,18 +553,23 @@ def write_study(study: dict, results: list[dict], out: Path) -> None:
             seeds = max(v["seeds"] for v in metrics.values())
             lines.append(f"| {name} | {seeds} | {cells[0]} | {cells[1]} |")
         lines.append("")
-    g = study.get("goals", {})
-    if g:
-        lines += ["Goals (recommended vs original):", ""]
-        for key, v in g.items():
-            numbers = ", ".join(f"{k} {_short(x)}" for k, x in v.items() if k != "met")
-            lines.append(f"- {key.replace('_', ' ')}: {'met' if v['met'] else 'NOT met'} ({numbers})")
-        lines.append("")
+    for name, g in [(RECOMMENDED, study.get("goals", {})), *study.get("goals_of", {}).items()]:
+        if g:
+            lines += [f"Goals ({name} vs original):", ""]
+            for key, v in g.items():
+                numbers = ", ".join(f"{k} {_short(x)}" for k, x in v.items() if k != "met")
+                lines.append(f"- {key.replace('_', ' ')}: {'met' if v['met'] else 'NOT met'} ({numbers})")
+            lines.append("")
     for f in study.get("failed", []):
         lines.append(f"- FAILED: {f['recipe']} seed {f['seed']}: {f['error']}")
     lines += ["Plots: " + ", ".join(f"`{p.name}`" for p in plots), ""]
     with writing(out / "study.md"):
         (out / "study.md").write_text("\n".join(lines))
+
+
+def _first_seed_note(setup: dict) -> str:
+    first = setup.get("first_seed") or 0
+    return f" (seeds {first}–{first + setup.get('seeds', 1) - 1})" if first else ""
 
 
 def _data_note(size: dict) -> str:

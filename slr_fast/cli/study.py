@@ -22,7 +22,7 @@ def cmd_study(args) -> int:
     from pathlib import Path
 
     from slr_fast.errors import UserInputError, user_input
-    from slr_fast.study import StudySize, run_study
+    from slr_fast.study import ORIGINAL, RECOMMENDED, StudySize, recipe_name, run_study, scaled_recipe
     from slr_fast.train.runtime import resolve_device
 
     with user_input(f"--device {args.device}: "):  # before any data is made
@@ -40,8 +40,14 @@ def cmd_study(args) -> int:
         if not 0 < args.epoch_scale <= 100:
             raise UserInputError(f"--epoch-scale {args.epoch_scale}: not a number in (0, 100]")
         size.epoch_scale = args.epoch_scale
+    extra: dict[str, dict] = {}
+    for source in args.recipe or []:  # each checked (file and keys) before any data is made
+        name = recipe_name(source)
+        if name in extra or name in (ORIGINAL, RECOMMENDED):
+            raise UserInputError(f"--recipe {source}: a recipe named {name!r} is already in the study")
+        extra[name] = scaled_recipe(source, size)
     run_study(args.out, size, seeds=args.seeds, ablation_seeds=args.ablation_seeds, device=args.device,
-              jobs=jobs, threads=args.threads)
+              jobs=jobs, threads=args.threads, first_seed=args.first_seed, extra=extra)
     print((Path(args.out) / "study.md").read_text())
     return 0
 
@@ -52,7 +58,8 @@ def register(sub) -> None:
                                    "5 test signers, one sequence each per class; a new draw of signers per "
                                    "seed), trains the shipped original and "
                                    "recommended recipes (slr_fast/recipes/) with several seeds and the original "
-                                   "with each remedy alone, and writes OUT/study.json, OUT/study.md, curves.png "
+                                   "with each remedy alone (and any recipe of yours, --recipe), and writes "
+                                   "OUT/study.json, OUT/study.md, curves.png "
                                    "and gap.png. Runs are kept under OUT/runs: a killed study called again "
                                    "continues where it stopped.")
     p.add_argument("--out", required=True, help="output folder (data, runs, study.json, study.md, plots)")
@@ -60,6 +67,14 @@ def register(sub) -> None:
                    help="Slovo's shape: 1,001 classes, the recipes' own epochs (a GPU); default: 20 classes, a "
                         "two fifths of the epochs (2 CPU cores)")
     p.add_argument("--seeds", type=at_least(1), default=3, help="seeds per recipe (default: %(default)s)")
+    p.add_argument("--first-seed", type=at_least(0), default=0,
+                   help="the first seed (seed k trains on draw 1 + k): a later first seed gives draws of signers "
+                        "no earlier call used, to check a recipe on draws it was not chosen on; the same --out "
+                        "keeps the runs of every call (default: %(default)s)")
+    p.add_argument("--recipe", action="append", metavar="FILE",
+                   help="also train this recipe (a YAML or JSON file, as for `train --recipe`), scaled like the "
+                        "shipped ones, with the same seeds and draws, compared with the original seed by seed and "
+                        "judged by the same goals; named after its file; repeatable")
     p.add_argument("--ablation-seeds", type=at_least(0), default=1,
                    help="seeds per remedy ablation; 0 skips the ablations (default: %(default)s)")
     p.add_argument("--classes", type=at_least(2), help="number of classes instead of the size's")
