@@ -9,7 +9,8 @@ Per sample:
 3. normalization statistics (sequence / part / none) from those kept raw frames: timing augmentations change when
    things happen, not where the signer stands or how big they are;
 4. temporal augmentations (crop, time warp, speed change) composed as one map of source positions; the frames are
-   then fetched once at those positions (linear interpolation between neighbours) and normalized on the way;
+   then fetched once at those positions (linear interpolation between neighbours) and normalized on the way; with
+   `dominant_hand`, mirrored left/right when the other hand moves more over the kept raw frames (FLAG_MIRRORED);
 5. spatial augmentations in their listed order, in normalized units about the normalized centre; detector-like
    noise thus acts at the raw frame rate, before resampling smooths it as it smooths real detector jitter;
 6. resample to T (window mean / linear / pad) and NaN -> 0 with the presence mask, written straight into the
@@ -40,7 +41,7 @@ from slr_fast.augment.rng import stream_key, uniform
 from slr_fast.layout import Layout
 from slr_fast.preprocess import collate
 from slr_fast.preprocess import compiled as pre
-from slr_fast.preprocess.config import FLAG_EMPTY, FLAG_NO_HAND, FLAG_NO_POINTS
+from slr_fast.preprocess.config import FLAG_EMPTY, FLAG_MIRRORED, FLAG_NO_HAND, FLAG_NO_POINTS
 
 
 class Source(NamedTuple):
@@ -61,6 +62,7 @@ class Prep(NamedTuple):
     resample: int
     mask: int
     mask_level: int
+    dominant: int  # 0 keep, 1 right, 2 left (DOMINANT_MODES)
 
 
 class LayoutTables(NamedTuple):
@@ -72,6 +74,7 @@ class LayoutTables(NamedTuple):
     hand_parts: np.ndarray  # the parts that are hands
     mirror: np.ndarray  # (P,) the point each point becomes under a left/right mirror
     partner: np.ndarray  # (P,) the other hand's point a hand swap exchanges it with, -1 outside the hands
+    sides: np.ndarray  # (2,) the left hand's part and the right hand's, -1 where the layout has none
 
 
 class Augment(NamedTuple):
@@ -133,6 +136,14 @@ def _sample(b, src, prep, tabs, aug, out):
                     pos, nxt = nxt, pos
         w = np.empty((m, P, C), np.float32)
         pre.gather(frames, keep, k, pos, m, shift, inv, w)
+        if prep.dominant != 0 and tabs.sides[0] >= 0 and tabs.sides[1] >= 0:
+            cen = np.empty((k, 2))
+            bl, br = tabs.sides[0], tabs.sides[1]
+            left = pre.hand_motion(frames, keep, k, tabs.part_bounds[bl], tabs.part_bounds[bl + 1], cen)
+            right = pre.hand_motion(frames, keep, k, tabs.part_bounds[br], tabs.part_bounds[br + 1], cen)
+            if (left > right) if prep.dominant == 1 else (right > left):
+                augk.mirror(w, m, centre, tabs.mirror, np.empty((P, C), np.float32))
+                flags |= FLAG_MIRRORED
         if aug is not None:
             tmp = np.empty((P, C), np.float32)
             for r in range(aug.n_temporal, aug.ops.shape[0]):
@@ -193,4 +204,6 @@ def layout_tables(layout: Layout) -> LayoutTables:
         q = mirror[p]
         if q != p and in_hand[q] and part_ids[q] != part_ids[p]:
             partner[p] = q
-    return LayoutTables(bounds, part_ids, hand_points, hand_parts, mirror, partner)
+    sources = [p.source for p in layout.parts]
+    sides = np.array([sources.index(h) if h in sources else -1 for h in ("left_hand", "right_hand")], np.int64)
+    return LayoutTables(bounds, part_ids, hand_points, hand_parts, mirror, partner, sides)

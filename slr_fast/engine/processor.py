@@ -30,7 +30,7 @@ from slr_fast.engine.kernels import Augment, Out, Prep, Source, _parallel, _seri
 from slr_fast.errors import UserInputError
 from slr_fast.layout import Layout
 from slr_fast.preprocess import reference as pre_ref
-from slr_fast.preprocess.config import FLAG_EMPTY, FLAG_NO_HAND, FLAG_NO_POINTS, PreprocessConfig
+from slr_fast.preprocess.config import FLAG_EMPTY, FLAG_MIRRORED, FLAG_NO_HAND, FLAG_NO_POINTS, PreprocessConfig
 
 # Batches smaller than this run on the calling thread: threads save little on a few samples (~20 us each), and
 # `predict` on a handful of files then never compiles the parallel kernel.
@@ -70,6 +70,9 @@ class BatchProcessor:
         if self.preprocess.drop_handless and self.tables.hand_points.size == 0:
             raise UserInputError(f"drop_handless=True needs a layout with hand parts; layout {layout.name!r} has parts "
                              f"{list(layout.part_names)}")
+        if self.preprocess.dominant_hand != "keep" and (self.tables.sides < 0).any():
+            raise UserInputError(f"dominant_hand={self.preprocess.dominant_hand!r} needs a layout with both hands; "
+                                 f"layout {layout.name!r} has parts {list(layout.part_names)}")
         self._ops, self._params, self._n_temporal = self.augment.kernel_tables()
         self._growth = self.augment.growth()
         pc = self.preprocess
@@ -200,6 +203,12 @@ class BatchProcessor:
                 if r < self._n_temporal:
                     pos = aug_ref.TEMPORAL_REFS[op.name](pos, self._params[r, 1:], k)
             w = pre_ref.gather(seq, keep, pos, shift, inv)
+            if pc.dominant_hand != "keep":
+                (ll, lh), (rl, rh) = ((t.part_bounds[s], t.part_bounds[s + 1]) for s in t.sides)
+                left, right = pre_ref.hand_motion(seq, keep, ll, lh), pre_ref.hand_motion(seq, keep, rl, rh)
+                if (left > right) if pc.dominant_hand == "right" else (right > left):
+                    w = aug_ref.mirror(w, len(w), None, None, centre, t)
+                    flags |= FLAG_MIRRORED
             for r, op, k in applied:
                 if r >= self._n_temporal:
                     w = aug_ref.SPATIAL_REFS[op.name](w, len(w), self._params[r, 1:], k, centre, t)

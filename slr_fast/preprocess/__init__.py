@@ -6,7 +6,9 @@ statistics, gather) and `collate` (resampling, mask, output rows) the Numba step
 """
 
 from slr_fast.preprocess.config import (
+    DOMINANT_MODES,
     FLAG_EMPTY,
+    FLAG_MIRRORED,
     FLAG_NO_HAND,
     FLAG_NO_POINTS,
     MASK_LEVELS,
@@ -16,5 +18,5 @@ from slr_fast.preprocess.config import (
     PreprocessConfig,
 )
 
-__all__ = ["PreprocessConfig", "FLAG_EMPTY", "FLAG_NO_HAND", "FLAG_NO_POINTS", "NORMALIZE_MODES", "RESAMPLE_MODES",
-           "MASK_MODES", "MASK_LEVELS"]
+__all__ = ["PreprocessConfig", "FLAG_EMPTY", "FLAG_NO_HAND", "FLAG_NO_POINTS", "FLAG_MIRRORED", "NORMALIZE_MODES",
+           "RESAMPLE_MODES", "MASK_MODES", "MASK_LEVELS", "DOMINANT_MODES"]

@@ -183,6 +183,36 @@ def norm_params(sums, ref, mode, part_bounds, shift, inv, centre):
     centre[:] = 0.0
 
 
+# ------------------------------------------------------------------------------------------------ handedness
+@nb.njit(cache=True)
+def hand_motion(frames, keep, k, lo, hi, cen):
+    """reference.hand_motion over frames[keep[:k]] for the hand in points lo:hi; cen is (k, 2) float64 scratch."""
+    three = frames.shape[2] == 3
+    seen = 0
+    mx, my = 0.0, 0.0
+    for j in range(k):
+        f = keep[j]
+        sx, sy, n = 0.0, 0.0, 0
+        for p in range(lo, hi):
+            if _ok(frames, f, p, three):
+                sx += np.float64(frames[f, p, 0])
+                sy += np.float64(frames[f, p, 1])
+                n += 1
+        if n > 0:
+            cen[seen, 0], cen[seen, 1] = sx / n, sy / n
+            mx += cen[seen, 0]
+            my += cen[seen, 1]
+            seen += 1
+    if seen < 2:
+        return 0.0
+    mx, my = mx / seen, my / seen
+    total = 0.0
+    for j in range(seen):
+        dx, dy = cen[j, 0] - mx, cen[j, 1] - my
+        total += dx * dx + dy * dy
+    return total
+
+
 # ---------------------------------------------------------------------------------------------------- gather
 @nb.njit(cache=True, inline="always")
 def _frame_at(s, k):

@@ -8,11 +8,13 @@ NORMALIZE_MODES = ("sequence", "part", "none")
 RESAMPLE_MODES = ("mean", "linear", "pad")
 MASK_MODES = ("separate", "channel")
 MASK_LEVELS = ("point", "part")
+DOMINANT_MODES = ("keep", "right", "left")
 
 # Bits of out["flags"]: what happened to a sample that a user may want to count or filter.
 FLAG_EMPTY = 1  # the sequence had 0 frames: x and mask are all zero, length 0
 FLAG_NO_HAND = 2  # no frame shows a hand: drop_handless kept every frame instead of none
 FLAG_NO_POINTS = 4  # not a single finite point: x and mask all zero (length as the mode says)
+FLAG_MIRRORED = 8  # dominant_hand mirrored the sequence left/right
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,20 @@ class PreprocessConfig:
     # "point": mask[t, p] = point p is present at frame t; "part": 1 for every point of a part that has any present
     #   point at frame t (missing points of a visible part stay 0 in x).
     mask_level: str = "point"
+    # "keep": hands as recorded. "right" (or "left"): a sequence whose other hand moves more is mirrored left/right
+    #   (x -> 2 c_x - x about the augmentation centre, every point to its mirror: the hands swap, lips and pose pairs
+    #   too, as the mirror augmentation does), so the signing hand is always in the right (left) hand's points,
+    #   whichever hand the signer signs with. A hand's motion: over the frames kept, the sum of squared distances of
+    #   its centroid (mean of its present points, x/y) from the centroid's mean; a hand seen in fewer than 2 frames
+    #   has none, and ties keep the sequence. Train, evaluation and prediction read the same run config, so a model
+    #   trained this way always sees canonical handedness. Mirrored samples carry FLAG_MIRRORED.
+    dominant_hand: str = "keep"
 
     def __post_init__(self):
         if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 1:
             raise ValueError(f"PreprocessConfig.T must be a positive integer, got {self.T!r}")
         for name, valid in (("normalize", NORMALIZE_MODES), ("resample", RESAMPLE_MODES), ("mask", MASK_MODES),
-                            ("mask_level", MASK_LEVELS)):
+                            ("mask_level", MASK_LEVELS), ("dominant_hand", DOMINANT_MODES)):
             value = getattr(self, name)
             if value not in valid:
                 raise ValueError(f"PreprocessConfig.{name}={value!r} is not one of {list(valid)}")
@@ -67,7 +77,8 @@ class PreprocessConfig:
         return cls(**d)
 
     # Integer codes handed to the compiled kernel (position in the tuples above).
-    def codes(self) -> tuple[int, int, int, int]:
-        """(normalize, resample, mask, mask_level) as integer codes for the compiled kernels."""
+    def codes(self) -> tuple[int, int, int, int, int]:
+        """(normalize, resample, mask, mask_level, dominant_hand) as integer codes for the compiled kernels."""
         return (NORMALIZE_MODES.index(self.normalize), RESAMPLE_MODES.index(self.resample),
-                MASK_MODES.index(self.mask), MASK_LEVELS.index(self.mask_level))
+                MASK_MODES.index(self.mask), MASK_LEVELS.index(self.mask_level),
+                DOMINANT_MODES.index(self.dominant_hand))

@@ -31,6 +31,20 @@ def handed_frames(seq: np.ndarray, hand_points: np.ndarray) -> tuple[np.ndarray,
     return keep.astype(np.int64), False
 
 
+def hand_motion(seq: np.ndarray, keep: np.ndarray, lo: int, hi: int) -> float:
+    """How much the hand in points lo:hi moves over the frames seq[keep] (PreprocessConfig.dominant_hand): the sum
+    of squared x/y distances of its centroid in each frame it is seen in (mean of its present points) from those
+    centroids' mean; 0 when it is seen in fewer than 2 frames."""
+    sub = seq[keep, lo:hi]
+    ok = point_valid(sub)
+    n = ok.sum(axis=1)
+    seen = n > 0
+    if seen.sum() < 2:
+        return 0.0
+    c = np.where(ok[..., None], sub[..., :2].astype(np.float64), 0.0).sum(axis=1)[seen] / n[seen, None]
+    return float(((c - c.mean(axis=0)) ** 2).sum())
+
+
 def gather(seq: np.ndarray, keep: np.ndarray, pos: np.ndarray, shift: np.ndarray | None = None,
            inv: np.ndarray | None = None) -> np.ndarray:
     """Frames of seq[keep] at fractional positions `pos` (in 0..len(keep)-1), normalized, missing points NaN.

@@ -10,7 +10,7 @@ from engine_testing import assert_matches_reference
 
 from slr_fast.engine import BatchProcessor
 from slr_fast.layout import DEFAULT_LAYOUT
-from slr_fast.preprocess import FLAG_EMPTY, FLAG_NO_HAND, FLAG_NO_POINTS, PreprocessConfig
+from slr_fast.preprocess import FLAG_EMPTY, FLAG_MIRRORED, FLAG_NO_HAND, FLAG_NO_POINTS, PreprocessConfig
 
 OPTIONS = list(itertools.product(["sequence", "part", "none"], ["mean", "linear", "pad"], [True, False]))
 
@@ -28,6 +28,16 @@ def test_mask_modes_match_reference(batch, mask, level):
     if mask == "channel":
         assert got["x"].shape[-1] == 3
         np.testing.assert_array_equal(got["x"][..., 2], got["mask"])
+
+
+@pytest.mark.parametrize("dominant,normalize,augment", [("right", "sequence", None), ("left", "none", None),
+                                                        ("right", "part", "full")])
+def test_dominant_hand_matches_reference(batch, dominant, normalize, augment):
+    bp = BatchProcessor(DEFAULT_LAYOUT, PreprocessConfig(T=24, normalize=normalize, dominant_hand=dominant),
+                        augment, seed=3)
+    got = assert_matches_reference(bp, *batch, epoch=2)
+    mirrored = (got["flags"] & FLAG_MIRRORED) > 0
+    assert 3 <= mirrored.sum() <= len(mirrored) - 3  # both hands random walks: some sequences turn, some do not
 
 
 # ---------------------------------------------------------------------------------------------- what steps do
@@ -178,3 +188,45 @@ def test_config_rejects_bad_values(kwargs, match):
         PreprocessConfig(**kwargs)
     with pytest.raises(ValueError, match=r"unknown PreprocessConfig keys \['t'\]"):
         PreprocessConfig.from_dict({"t": 3})
+
+
+def _mirrored(frames: np.ndarray) -> np.ndarray:
+    """The signer filmed in a mirror: x -> 1 - x, left and right points swapped."""
+    out = frames[:, DEFAULT_LAYOUT.mirror_index()].copy()
+    out[..., 0] = 1.0 - out[..., 0]
+    return out
+
+
+def test_dominant_hand_turns_a_left_handed_signer_into_a_right_handed_one(make_ragged):
+    frames, _ = make_ragged([40], missing=0.1, handless=0.0, seed=5)
+    sl = DEFAULT_LAYOUT.part_slices()
+    right, left = sl["right_hand"], sl["left_hand"]
+    # A right-handed sign: the right hand travels, the left hand rests (a little jitter).
+    frames[:, right] += np.linspace(0.0, 0.5, 40, dtype=np.float32)[:, None, None]
+    frames[:, left] = frames[:1, left] + np.random.default_rng(0).normal(0, 1e-3, frames[:, left].shape)
+    lefty = _mirrored(frames)  # the same sign by a left-handed signer
+    cfg = dict(T=32, drop_handless=False)
+    keep = BatchProcessor(DEFAULT_LAYOUT, PreprocessConfig(**cfg))
+    canon = BatchProcessor(DEFAULT_LAYOUT, PreprocessConfig(**cfg, dominant_hand="right"))
+    a, b = one(keep, frames), one(keep, lefty)
+    assert not np.allclose(a["x"], b["x"], atol=1e-3)  # as recorded, the two differ
+    ca, cb = one(canon, frames), one(canon, lefty)
+    assert ca["flags"] & FLAG_MIRRORED == 0 and cb["flags"] & FLAG_MIRRORED
+    np.testing.assert_array_equal(ca["x"], a["x"])  # already right-handed: untouched
+    np.testing.assert_allclose(cb["x"], ca["x"], atol=1e-5)  # the left-handed one now reads the same
+    np.testing.assert_array_equal(cb["mask"], ca["mask"])
+    # "left" canonicalizes the other way: now the right-handed one is turned.
+    cl = one(BatchProcessor(DEFAULT_LAYOUT, PreprocessConfig(**cfg, dominant_hand="left")), frames)
+    assert cl["flags"] & FLAG_MIRRORED
+    np.testing.assert_allclose(cl["x"], b["x"], atol=1e-5)
+
+
+def test_dominant_hand_needs_both_hands():
+    from slr_fast.errors import UserInputError
+    from slr_fast.layout import Layout, Part
+
+    one_hand = Layout((Part("right_hand", "right_hand", tuple(range(21))),), name="one_hand")
+    with pytest.raises(UserInputError, match="dominant_hand='right' needs a layout with both hands"):
+        BatchProcessor(one_hand, PreprocessConfig(dominant_hand="right"))
+    with pytest.raises(ValueError, match=r"dominant_hand='both' is not one of \['keep', 'right', 'left'\]"):
+        PreprocessConfig(dominant_hand="both")
