@@ -137,10 +137,7 @@ def _sample(b, src, prep, tabs, aug, out):
         w = np.empty((m, P, C), np.float32)
         pre.gather(frames, keep, k, pos, m, shift, inv, w)
         if prep.dominant != 0 and tabs.sides[0] >= 0 and tabs.sides[1] >= 0:
-            cen = np.empty((k, 2))
-            bl, br = tabs.sides[0], tabs.sides[1]
-            left = pre.hand_motion(frames, keep, k, tabs.part_bounds[bl], tabs.part_bounds[bl + 1], cen)
-            right = pre.hand_motion(frames, keep, k, tabs.part_bounds[br], tabs.part_bounds[br + 1], cen)
+            left, right = pre.hand_motions(sums, tabs.part_bounds, tabs.sides)
             if (left > right) if prep.dominant == 1 else (right > left):
                 augk.mirror(w, m, centre, tabs.mirror, np.empty((P, C), np.float32))
                 flags |= FLAG_MIRRORED

@@ -185,32 +185,16 @@ def norm_params(sums, ref, mode, part_bounds, shift, inv, centre):
 
 # ------------------------------------------------------------------------------------------------ handedness
 @nb.njit(cache=True)
-def hand_motion(frames, keep, k, lo, hi, cen):
-    """reference.hand_motion over frames[keep[:k]] for the hand in points lo:hi; cen is (k, 2) float64 scratch."""
-    three = frames.shape[2] == 3
-    seen = 0
-    mx, my = 0.0, 0.0
-    for j in range(k):
-        f = keep[j]
-        sx, sy, n = 0.0, 0.0, 0
-        for p in range(lo, hi):
-            if _ok(frames, f, p, three):
-                sx += np.float64(frames[f, p, 0])
-                sy += np.float64(frames[f, p, 1])
-                n += 1
-        if n > 0:
-            cen[seen, 0], cen[seen, 1] = sx / n, sy / n
-            mx += cen[seen, 0]
-            my += cen[seen, 1]
-            seen += 1
-    if seen < 2:
-        return 0.0
-    mx, my = mx / seen, my / seen
-    total = 0.0
-    for j in range(seen):
-        dx, dy = cen[j, 0] - mx, cen[j, 1] - my
-        total += dx * dx + dy * dy
-    return total
+def hand_motions(sums, part_bounds, sides):
+    """reference.hand_motion of the left and of the right hand (parts sides[0], sides[1]), from scan's per-point
+    sums: no second pass over the frames."""
+    out = np.zeros(2)
+    for h in range(2):
+        for p in range(part_bounds[sides[h]], part_bounds[sides[h] + 1]):
+            n = sums[4, p]
+            if n > 0:
+                out[h] += max(sums[3, p] - (sums[0, p] * sums[0, p] + sums[1, p] * sums[1, p]) / n, 0.0)
+    return out[0], out[1]
 
 
 # ---------------------------------------------------------------------------------------------------- gather

@@ -46,10 +46,10 @@ class PreprocessConfig:
     # "keep": hands as recorded. "right" (or "left"): a sequence whose other hand moves more is mirrored left/right
     #   (x -> 2 c_x - x about the augmentation centre, every point to its mirror: the hands swap, lips and pose pairs
     #   too, as the mirror augmentation does), so the signing hand is always in the right (left) hand's points,
-    #   whichever hand the signer signs with. A hand's motion: over the frames kept, the sum of squared distances of
-    #   its centroid (mean of its present points, x/y) from the centroid's mean; a hand seen in fewer than 2 frames
-    #   has none, and ties keep the sequence. Train, evaluation and prediction read the same run config, so a model
-    #   trained this way always sees canonical handedness. Mirrored samples carry FLAG_MIRRORED.
+    #   whichever hand the signer signs with. A hand's motion: over the frames kept, the sum over its points of the
+    #   squared x/y distances of the point from its mean position (the hand travelling and the fingers moving); a
+    #   hand never seen has none, and ties keep the sequence. Train, evaluation and prediction read the same run
+    #   config, so a model trained this way always sees canonical handedness. Mirrored samples carry FLAG_MIRRORED.
     dominant_hand: str = "keep"
 
     def __post_init__(self):

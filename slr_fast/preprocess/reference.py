@@ -33,16 +33,13 @@ def handed_frames(seq: np.ndarray, hand_points: np.ndarray) -> tuple[np.ndarray,
 
 def hand_motion(seq: np.ndarray, keep: np.ndarray, lo: int, hi: int) -> float:
     """How much the hand in points lo:hi moves over the frames seq[keep] (PreprocessConfig.dominant_hand): the sum
-    of squared x/y distances of its centroid in each frame it is seen in (mean of its present points) from those
-    centroids' mean; 0 when it is seen in fewer than 2 frames."""
-    sub = seq[keep, lo:hi]
-    ok = point_valid(sub)
-    n = ok.sum(axis=1)
-    seen = n > 0
-    if seen.sum() < 2:
-        return 0.0
-    c = np.where(ok[..., None], sub[..., :2].astype(np.float64), 0.0).sum(axis=1)[seen] / n[seen, None]
-    return float(((c - c.mean(axis=0)) ** 2).sum())
+    over its points of the squared x/y distances of each present observation from that point's mean position (n
+    times its variance; a point seen once adds 0)."""
+    sub = seq[keep, lo:hi, :2].astype(np.float64)
+    ok = point_valid(seq[keep, lo:hi])
+    n = ok.sum(axis=0)
+    mean = np.where(ok[..., None], sub, 0.0).sum(axis=0) / np.maximum(n, 1)[:, None]
+    return float(np.where(ok[..., None], (sub - mean) ** 2, 0.0).sum())
 
 
 def gather(seq: np.ndarray, keep: np.ndarray, pos: np.ndarray, shift: np.ndarray | None = None,
