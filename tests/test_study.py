@@ -208,6 +208,14 @@ def test_study_cli_refuses_bad_values_before_any_data(tmp_path, capsys):
     assert "--epoch-scale 0.0: not a number in (0, 100]" in capsys.readouterr().err
     assert main(["study", "--out", str(tmp_path / "s"), "--device", "tpu"]) == 2
     assert "--device 'tpu': not one of" in capsys.readouterr().err
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("stages:\n  - {epochs: 5, loss: {focal_gama: 1}}\n")
+    assert main(["study", "--out", str(tmp_path / "s"), "--recipe", str(bad)]) == 2
+    assert "mine.yaml: stages[0] (stage1): unknown key 'loss.focal_gama'" in capsys.readouterr().err
+    assert main(["study", "--out", str(tmp_path / "s"), "--recipe", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml: file not found" in capsys.readouterr().err
+    assert main(["study", "--out", str(tmp_path / "s"), "--recipe", "recommended"]) == 2
+    assert "--recipe recommended: a recipe named 'recommended' is already in the study" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 
