@@ -69,8 +69,9 @@ def register(sub) -> None:
     p.add_argument("--seeds", type=at_least(1), default=3, help="seeds per recipe (default: %(default)s)")
     p.add_argument("--first-seed", type=at_least(0), default=0,
                    help="the first seed (seed k trains on draw 1 + k): a later first seed gives draws of signers "
-                        "no earlier call used, to check a recipe on draws it was not chosen on; the same --out "
-                        "keeps the runs of every call (default: %(default)s)")
+                        "no earlier call used, to check a recipe on draws it was not chosen on (with --one-draw: "
+                        "other training seeds on the same draw); the same --out keeps the runs of every call "
+                        "(default: %(default)s)")
     p.add_argument("--recipe", action="append", metavar="FILE",
                    help="also train this recipe (a YAML or JSON file, as for `train --recipe`), scaled like the "
                         "shipped ones, with the same seeds and draws, compared with the original seed by seed and "
