@@ -527,7 +527,7 @@ def write_study(study: dict, results: list[dict], out: Path) -> None:
              f"{size.get('classes')} classes, signer-independent ({'/'.join(map(str, size.get('signers', [])))} "
              f"train/validation/test signers, one sequence per signer and class"
              f"{_data_note(size)}), T {size.get('frames')}, "
-             f"epochs × {size.get('epoch_scale')} of the recipes; {setup.get('seeds')} seeds for the "
+             f"epochs × {size.get('epoch_scale')} of the recipes; {_n(setup.get('seeds'), 'seed')} for the "
              f"recipes{_first_seed_note(setup)}, {setup.get('ablation_seeds')} per ablation; "
              f"{setup.get('wall_s', math.nan) / 60:.1f} min "
              f"wall on {setup.get('cpu_count')} CPU cores (device {setup.get('device')}, {setup.get('jobs')} "
@@ -567,9 +567,14 @@ def write_study(study: dict, results: list[dict], out: Path) -> None:
         (out / "study.md").write_text("\n".join(lines))
 
 
+def _n(count, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _first_seed_note(setup: dict) -> str:
     first = setup.get("first_seed") or 0
-    return f" (seeds {first}–{first + setup.get('seeds', 1) - 1})" if first else ""
+    n = setup.get("seeds", 1)
+    return "" if not first else f" (seed {first})" if n == 1 else f" (seeds {first}–{first + n - 1})"
 
 
 def _data_note(size: dict) -> str:
