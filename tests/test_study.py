@@ -101,6 +101,10 @@ def test_assemble_means_targets_and_goals():
     pt, pg = study["paired"][RECOMMENDED]["test_top1"], study["paired"][RECOMMENDED]["final_gap"]
     assert pt["mean"] == pytest.approx(0.175) and (pt["better"], pt["tied"], pt["worse"], pt["seeds"]) == (2, 0, 0, 2)
     assert pg["mean"] == pytest.approx(-0.35) and pg["better"] == 2
+    # A gap halved while test top-1 fell is no narrowing ("with test top-1 higher").
+    low = [{**r, "test": {"top1": 0.40}} if r["name"] == RECOMMENDED else r for r in results]
+    g_low = goals(assemble(low, [ORIGINAL, RECOMMENDED])["recipes"])["gap_at_most_half"]
+    assert not g_low["met"] and not g_low["test_top1_higher"] and g_low["recommended_final_gap"] == pytest.approx(0.1)
     # Overlapping seeds are not "beyond the spread".
     results[3]["test"]["top1"] = 0.5
     assert not goals(assemble(results, [ORIGINAL, RECOMMENDED])["recipes"])["test_higher_beyond_spread"]["met"]
@@ -171,7 +175,8 @@ def test_study_end_to_end_toy(tmp_path):
     on_disk = json.loads((tmp_path / "study.json").read_text())
     assert list(on_disk["recipes"]) == list(study["recipes"]) == [ORIGINAL, RECOMMENDED, "mine"]
     assert set(on_disk["paired"]) == {RECOMMENDED, "mine"} and set(on_disk["goals_of"]) == {"mine"}
-    assert set(on_disk["goals_of"]["mine"]["gap_at_most_half"]) == {"met", "mine_final_gap", "original_final_gap"}
+    assert set(on_disk["goals_of"]["mine"]["gap_at_most_half"]) == {"met", "mine_final_gap", "original_final_gap",
+                                                                     "test_top1_higher"}
     with pytest.raises(UserInputError, match="recipe 'recommended': a recipe of that name is already in the study"):
         run_study(tmp_path, size, **{**kw, "extra": {RECOMMENDED: mine}})
     for name, rec in on_disk["recipes"].items():
