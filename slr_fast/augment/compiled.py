@@ -24,6 +24,7 @@ from slr_fast.augment.ops import (
     TIME_WARP,
 )
 from slr_fast.augment.rng import normal, stream_key, uniform
+from slr_fast.preprocess.compiled import mirror
 
 _DEG = math.pi / 180.0
 # Each op's parameter slots in `prm` (ops.SLOTS); reference.py reads the same names.
@@ -144,25 +145,6 @@ def rotate(w, m, prm, k0, centre):
     mat[1, 0], mat[1, 1], mat[1, 2] = sr * cy, sr * sy * sp + cr * cp, sr * sy * cp - cr * sp
     mat[2, 0], mat[2, 1], mat[2, 2] = -sy, cy * sp, cy * cp
     _about(w, m, centre, mat)
-
-
-@nb.njit(cache=True)
-def mirror(w, m, centre, mirror_idx, tmp):
-    """Left/right mirror in place; tmp is (P, C) float32 scratch."""
-    P, C = w.shape[1], w.shape[2]
-    cx2 = 2.0 * centre[0]
-    for j in range(m):
-        for p in range(P):
-            q = mirror_idx[p]
-            tmp[p, 0] = np.float32(cx2 - np.float64(w[j, q, 0]))
-            tmp[p, 1] = w[j, q, 1]
-            if C == 3:
-                tmp[p, 2] = w[j, q, 2]
-        for p in range(P):
-            w[j, p, 0] = tmp[p, 0]
-            w[j, p, 1] = tmp[p, 1]
-            if C == 3:
-                w[j, p, 2] = tmp[p, 2]
 
 
 @nb.njit(cache=True)
@@ -289,7 +271,7 @@ def apply_spatial(code, w, m, prm, seed, epoch, sid, opid, centre, tabs, tmp):
     elif code == ROTATE:
         rotate(w, m, prm, k0, centre)
     elif code == MIRROR:
-        mirror(w, m, centre, tabs.mirror, tmp)
+        mirror(w, m, centre, tabs.mirror, tmp)  # the preprocessing's own (dominant_hand)
     elif code == PART_DISTORT:
         part_distort(w, m, prm, k0, tabs.part_bounds)
     elif code == NOISE:

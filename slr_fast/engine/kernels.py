@@ -139,7 +139,7 @@ def _sample(b, src, prep, tabs, aug, out):
         if prep.dominant != 0 and tabs.sides[0] >= 0 and tabs.sides[1] >= 0:
             left, right = pre.hand_motions(sums, tabs.part_bounds, tabs.sides)
             if (left > right) if prep.dominant == 1 else (right > left):
-                augk.mirror(w, m, centre, tabs.mirror, np.empty((P, C), np.float32))
+                pre.mirror(w, m, centre, tabs.mirror, np.empty((P, C), np.float32))
                 flags |= FLAG_MIRRORED
         if aug is not None:
             tmp = np.empty((P, C), np.float32)

@@ -197,6 +197,26 @@ def hand_motions(sums, part_bounds, sides):
     return out[0], out[1]
 
 
+@nb.njit(cache=True)
+def mirror(w, m, centre, mirror_idx, tmp):
+    """Left/right mirror of w[:m] in place: x -> 2 centre_x - x, every point to its mirror (mirror_idx); tmp is
+    (P, C) float32 scratch. Used by dominant_hand and by the mirror augmentation."""
+    P, C = w.shape[1], w.shape[2]
+    cx2 = 2.0 * centre[0]
+    for j in range(m):
+        for p in range(P):
+            q = mirror_idx[p]
+            tmp[p, 0] = np.float32(cx2 - np.float64(w[j, q, 0]))
+            tmp[p, 1] = w[j, q, 1]
+            if C == 3:
+                tmp[p, 2] = w[j, q, 2]
+        for p in range(P):
+            w[j, p, 0] = tmp[p, 0]
+            w[j, p, 1] = tmp[p, 1]
+            if C == 3:
+                w[j, p, 2] = tmp[p, 2]
+
+
 # ---------------------------------------------------------------------------------------------------- gather
 @nb.njit(cache=True, inline="always")
 def _frame_at(s, k):
