@@ -167,18 +167,10 @@ def test_study_end_to_end_toy(tmp_path):
     # One-stage, one-epoch stand-ins for the shipped recipes (which the recipe tests parse).
     recipes = {name: {**scaled_recipe(name, size), "stages": [{"name": "only", "epochs": 1}]}
                for name in (ORIGINAL, RECOMMENDED)}
-    # A user's own recipe beside them (`study --recipe mine.yaml`): trained on the same seeds, judged the same way.
-    mine = {**recipes[ORIGINAL], "base": {**recipes[ORIGINAL]["base"], "loss": {"label_smoothing": 0.2}}}
-    kw = dict(seeds=1, ablation_seeds=0, device="cpu", threads=1, log=lambda *a: None, recipes=recipes,
-              extra={"mine": mine})
+    kw = dict(seeds=1, ablation_seeds=0, device="cpu", threads=1, log=lambda *a: None, recipes=recipes)
     study = run_study(tmp_path, size, **kw)
     on_disk = json.loads((tmp_path / "study.json").read_text())
-    assert list(on_disk["recipes"]) == list(study["recipes"]) == [ORIGINAL, RECOMMENDED, "mine"]
-    assert set(on_disk["paired"]) == {RECOMMENDED, "mine"} and set(on_disk["goals_of"]) == {"mine"}
-    assert set(on_disk["goals_of"]["mine"]["gap_at_most_half"]) == {"met", "mine_final_gap", "original_final_gap",
-                                                                     "test_top1_higher"}
-    with pytest.raises(UserInputError, match="recipe 'recommended': a recipe of that name is already in the study"):
-        run_study(tmp_path, size, **{**kw, "extra": {RECOMMENDED: mine}})
+    assert list(on_disk["recipes"]) == list(study["recipes"]) == [ORIGINAL, RECOMMENDED]
     for name, rec in on_disk["recipes"].items():
         assert len(rec["runs"]) == 1 and rec["runs"][0]["seed"] == 0
         run = rec["runs"][0]
@@ -187,8 +179,8 @@ def test_study_end_to_end_toy(tmp_path):
         assert 0 <= run["test_top1"] <= 1 and -1 <= run["final_gap"] <= 1
         assert (tmp_path / "runs" / name / "seed0" / "report.md").exists()
     text = (tmp_path / "study.md").read_text()
-    assert "| original | 1 |" in text and "| recommended | 1 |" in text and "| mine | 1 |" in text
-    assert "Goals (recommended vs original):" in text and "Goals (mine vs original):" in text
+    assert "| original | 1 |" in text and "| recommended | 1 |" in text
+    assert "Goals (recommended vs original):" in text
     # Each run's test top-1 per test signer: the 2 test signers, their supports adding up to the test split.
     for rec in on_disk["recipes"].values():
         per = rec["runs"][0]["test_per_signer"]
@@ -202,8 +194,8 @@ def test_study_end_to_end_toy(tmp_path):
     again = run_study(tmp_path, size, **kw)
     assert again["recipes"][ORIGINAL]["runs"] == study["recipes"][ORIGINAL]["runs"]
     assert (tmp_path / "runs" / ORIGINAL / "seed0" / "summary.json").stat().st_mtime == mtime
-    assert study["setup"]["runs_read_back"] == 0 and again["setup"]["runs_read_back"] == 3
-    assert "read 3 finished run(s) back from earlier calls" in (tmp_path / "study.md").read_text()
+    assert study["setup"]["runs_read_back"] == 0 and again["setup"]["runs_read_back"] == 2
+    assert "read 2 finished run(s) back from earlier calls" in (tmp_path / "study.md").read_text()
 
 
 def test_study_cli_refuses_bad_values_before_any_data(tmp_path, capsys):
@@ -285,9 +277,16 @@ def test_study_varying_the_data_per_seed(tmp_path):
                      model={"dim": 32, "heads": 2, "part_dim": 32, "part_hidden": 32, "pool_queries": 1})
     recipes = {name: {**scaled_recipe(name, size), "stages": [{"name": "only", "epochs": 1}]}
                for name in (ORIGINAL, RECOMMENDED)}
-    # From seed 3 on: draws 4 and 5, which a call with the first seeds (draws 1, 2, 3) never saw.
-    study = run_study(tmp_path, size, seeds=2, ablation_seeds=0, device="cpu", threads=1, log=lambda *a: None,
-                      recipes=recipes, first_seed=3)
+    # A user's own recipe beside the original (`study --recipe mine.yaml`), on the same seeds and draws; from seed
+    # 3 on: draws 4 and 5, which a call with the first seeds (draws 1, 2, 3) never saw.
+    mine = {**recipes[ORIGINAL], "base": {**recipes[ORIGINAL]["base"], "loss": {"label_smoothing": 0.2}}}
+    kw = dict(seeds=2, ablation_seeds=0, device="cpu", threads=1, log=lambda *a: None,
+              recipes={ORIGINAL: recipes[ORIGINAL]}, first_seed=3)
+    study = run_study(tmp_path, size, **kw, extra={"mine": mine})
+    assert list(study["recipes"]) == [ORIGINAL, "mine"] and set(study["paired"]) == {"mine"}
+    assert study["goals"] == {} and set(study["goals_of"]) == {"mine"}
+    assert set(study["goals_of"]["mine"]["gap_at_most_half"]) == {"met", "mine_final_gap", "original_final_gap",
+                                                                   "test_top1_higher"}
     for rec in study["recipes"].values():  # each seed on its own draw, both recipes paired on it
         assert [(r["seed"], r["data_seed"]) for r in rec["runs"]] == [(3, 4), (4, 5)]
     assert sorted(p.name for p in tmp_path.glob("data-seed*.zarr")) == ["data-seed4.zarr", "data-seed5.zarr"]
@@ -296,5 +295,8 @@ def test_study_varying_the_data_per_seed(tmp_path):
     text = (tmp_path / "study.md").read_text()
     assert "| recipe | signer 4/" in text and "a new draw of signers per seed: data seed 1 + seed" in text
     assert "2 seeds for the recipes (seeds 3–4)" in text and study["setup"]["first_seed"] == 3
+    assert "Goals (mine vs original):" in text
     with pytest.raises(UserInputError, match="first seed -1: not a whole number"):
         run_study(tmp_path, size, recipes=recipes, first_seed=-1)
+    with pytest.raises(UserInputError, match="recipe 'original': a recipe of that name is already in the study"):
+        run_study(tmp_path, size, **{**kw, "extra": {ORIGINAL: mine}})
