@@ -271,7 +271,7 @@ def apply_spatial(code, w, m, prm, seed, epoch, sid, opid, centre, tabs, tmp):
     elif code == ROTATE:
         rotate(w, m, prm, k0, centre)
     elif code == MIRROR:
-        mirror(w, m, centre, tabs.mirror, tmp)  # the preprocessing's own (dominant_hand)
+        mirror(w, m, centre, tabs.mirror, tmp)  # the preprocessing's mirror, which dominant_hand also uses
     elif code == PART_DISTORT:
         part_distort(w, m, prm, k0, tabs.part_bounds)
     elif code == NOISE:
