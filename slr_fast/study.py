@@ -192,10 +192,12 @@ def scaled_recipe(name: str | Path, size: StudySize, extra_all: dict | None = No
     """A recipe (a shipped recipe's name or a recipe file) as a mapping, its stages' epochs scaled by
     `size.epoch_scale`, the size's model overrides and the `extra_*` overrides merged into its base / its stages
     after the first."""
-    from slr_fast.train.recipe import load_recipe, read_recipe_file
+    from slr_fast.train.recipe import load_recipe, read_recipe_file, recipe_path
 
-    load_recipe(name)  # every problem of the file is one error naming it and the key, before anything is scaled
     data = read_recipe_file(name)
+    # Every problem of the file is one error naming it and the key, before anything is scaled (the mapping already
+    # read, not the file again).
+    load_recipe(data, where=str(recipe_path(name)))
     base = _deep_merge(data.get("base") or {}, {"model": dict(size.model), "data": {"frames": size.frames},
                                                 "train_eval_samples": size.train_eval_samples})
     if size.batch_size:
