@@ -26,6 +26,7 @@ from tqdm import tqdm
 from slr_fast.errors import TrainingDiverged, UserInputError, user_input
 from slr_fast.fileio import remove_temp_files, writing
 from slr_fast.model.checkpoint import checked_config
+from slr_fast.preprocess import FLAG_EMPTY, FLAG_MIRRORED, FLAG_NO_HAND, FLAG_NO_POINTS
 from slr_fast.store.location import is_url
 from slr_fast.train import records
 from slr_fast.train.checkpoint import (
@@ -47,6 +48,12 @@ from slr_fast.train.remedies import PART_HEADS, Remedies, matching_part_heads, p
 from slr_fast.train.report import plot_run, write_report
 from slr_fast.train.runtime import Runtime, all_gather_objects, all_reduce_sum, init_runtime
 from slr_fast.train.schedule import LRSchedule
+
+# What the preprocessing did to a training sample (its out["flags"] bits), counted per epoch: `train_<name>` in the
+# epoch's record, and in its printed line when not zero. Mirrored: dominant_hand turned the sequence; no hand: no
+# frame showed a hand, so every frame was kept; empty / no points: the sample is all zeros (length 0 for empty).
+FLAG_COUNTS = (("mirrored", FLAG_MIRRORED), ("no_hand", FLAG_NO_HAND), ("empty", FLAG_EMPTY),
+               ("no_points", FLAG_NO_POINTS))
 
 
 @dataclass
@@ -255,6 +262,11 @@ class Trainer:
             self.partial["loss"] += float(loss.detach()) * b
             self.partial["n"] += b
             self.partial["correct"] += float((out.logits.detach().argmax(1) == label).sum())
+            flags = batch.get("flags")
+            if flags is not None:  # counted on the batch as loaded (before MixUp)
+                for name, bit in FLAG_COUNTS:
+                    self.partial[f"flag_{name}"] = self.partial.get(f"flag_{name}", 0.0) + float(
+                        ((flags & bit) != 0).sum())
             for k, v in parts.items():  # the loss components, summed like the loss (and kept by a checkpoint)
                 self.partial[k] = self.partial.get(k, 0.0) + v * b
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", sps=f"{seen / (time.perf_counter() - t0):.0f}")
@@ -263,13 +275,17 @@ class Trainer:
                 self._save("last.pt")
         bar.close()
         names = sorted(k for k in self.partial if k.startswith("loss_"))
-        loss_sum, n, correct, *components = all_reduce_sum(
-            rt, [self.partial["loss"], self.partial["n"], self.partial["correct"], *map(self.partial.get, names)])
+        flag_keys = [f"flag_{name}" for name, _ in FLAG_COUNTS]
+        loss_sum, n, correct, *rest = all_reduce_sum(
+            rt, [self.partial["loss"], self.partial["n"], self.partial["correct"], *map(self.partial.get, names),
+                 *(self.partial.get(k, 0.0) for k in flag_keys)])
+        components, counts = rest[:len(names)], rest[len(names):]
         self.partial = {"loss": 0.0, "n": 0.0, "correct": 0.0}
         dt = time.perf_counter() - t0
         return {"train_loss_aug": loss_sum / max(n, 1), "train_acc_aug": correct / max(n, 1),
                 "samples_per_s": seen * rt.world_size / dt, "epoch_time_s": dt,
-                **{k: v / max(n, 1) for k, v in zip(names, components, strict=True)}}
+                **{k: v / max(n, 1) for k, v in zip(names, components, strict=True)},
+                **{f"train_{name}": int(round(c)) for (name, _), c in zip(FLAG_COUNTS, counts, strict=True)}}
 
     def _evaluate(self, rec: dict):
         d = self.data
@@ -337,7 +353,8 @@ class Trainer:
                 gap = rec.get("train_acc", math.nan) - rec.get("val_acc", math.nan)
                 print(f"epoch {rec['epoch']}: train loss {rec.get('train_loss', math.nan):.4f} acc "
                       f"{rec.get('train_acc', math.nan):.3f} | val loss {rec.get('val_loss', math.nan):.4f} acc "
-                      f"{rec.get('val_acc', math.nan):.3f} | gap {gap:+.3f} | {rec['samples_per_s']:.0f} samples/s")
+                      f"{rec.get('val_acc', math.nan):.3f} | gap {gap:+.3f} | {rec['samples_per_s']:.0f} samples/s"
+                      + _flag_note(rec))
             if cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
                 stopped = True
                 if rt.is_main:
@@ -466,3 +483,10 @@ def _sigterm_as_exit():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _flag_note(rec: dict) -> str:
+    """' | 41 mirrored, 2 no hand' for the epoch's non-zero preprocessing counts ('' when there are none)."""
+    said = [f"{rec[f'train_{name}']} {name.replace('_', ' ')}" for name, _ in FLAG_COUNTS if rec.get(f"train_{name}")]
+    return " | " + ", ".join(said) if said else ""
+

@@ -135,6 +135,26 @@ def test_fine_tune_stage_with_new_class_subset(small_store, small_args, tmp_path
     assert s2["config"]["init_from"].endswith("best.pt")
 
 
+
+def test_epochs_count_the_training_sequences_the_preprocessing_mirrored(small_store, small_args, tmp_path, capsys):
+    """dominant_hand=right: each epoch's record and printed line say how many training sequences were mirrored,
+    as many as the NumPy reference flags over the training split."""
+    from slr_fast.engine import BatchProcessor
+    from slr_fast.preprocess import FLAG_MIRRORED, PreprocessConfig
+    from slr_fast.store import KeypointStore
+
+    run = tmp_path / "run"
+    assert main(small_args(small_store, run, "--epochs", "1", "--augment", "none", "--ema", "0",
+                           "--set", "data.preprocess.dominant_hand=right")) == 0
+    store = KeypointStore.open(small_store)
+    bp = BatchProcessor(store.layout, PreprocessConfig(T=16, dominant_hand="right"), None)
+    want = sum(bool(bp.reference_sample(store[int(i)][0], 0, int(i))["flags"] & FLAG_MIRRORED)
+               for i in store.select("train"))
+    assert want > 0  # the store has a left-handed training signer
+    (epoch,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert (epoch["train_mirrored"], epoch["train_empty"], epoch["train_no_points"]) == (want, 0, 0)
+    assert f"samples/s | {want} mirrored" in capsys.readouterr().out
+
 @pytest.mark.slow
 def test_two_process_ddp_ranks_agree_and_test_the_best_weights(small_store, small_args, tmp_path, capsys):
     run = tmp_path / "ddp"
