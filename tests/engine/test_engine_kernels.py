@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from slr_fast.engine import PARALLEL_LOCK, PARALLEL_MIN_BATCH, BatchProcessor, compiling, kernels
+from slr_fast.engine.processor import _readonly
 from slr_fast.layout import DEFAULT_LAYOUT
 from slr_fast.preprocess import PreprocessConfig
 
@@ -48,6 +49,8 @@ def test_no_augmentation_on_the_augmenting_kernel_equals_the_preprocessing_kerne
     frames, offsets = batch
     bp = BatchProcessor(DEFAULT_LAYOUT, PreprocessConfig(T=20, normalize="part"), None)
     idx = np.arange(len(offsets) - 1)
+    # Read-only inputs, as `process` hands them over: the kernel signatures the engine uses (and set-up compiles).
+    frames, offsets, idx = (_readonly(a) for a in (frames, offsets, idx))
     outs = []
     for aug in (None, kernels.Augment(bp._ops, bp._params, 0, 1.0, 0, 0)):  # no ops: what an eval loader may get
         out = bp.alloc(len(idx))
