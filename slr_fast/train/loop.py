@@ -489,4 +489,3 @@ def _flag_note(rec: dict) -> str:
     """' | 41 mirrored, 2 no hand' for the epoch's non-zero preprocessing counts ('' when there are none)."""
     said = [f"{rec[f'train_{name}']} {name.replace('_', ' ')}" for name, _ in FLAG_COUNTS if rec.get(f"train_{name}")]
     return " | " + ", ".join(said) if said else ""
-

@@ -135,7 +135,6 @@ def test_fine_tune_stage_with_new_class_subset(small_store, small_args, tmp_path
     assert s2["config"]["init_from"].endswith("best.pt")
 
 
-
 def test_epochs_count_the_training_sequences_the_preprocessing_mirrored(small_store, small_args, tmp_path, capsys):
     """dominant_hand=right: each epoch's record and printed line say how many training sequences were mirrored,
     as many as the NumPy reference flags over the training split."""
@@ -154,6 +153,7 @@ def test_epochs_count_the_training_sequences_the_preprocessing_mirrored(small_st
     (epoch,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert (epoch["train_mirrored"], epoch["train_empty"], epoch["train_no_points"]) == (want, 0, 0)
     assert f"samples/s | {want} mirrored" in capsys.readouterr().out
+
 
 @pytest.mark.slow
 def test_two_process_ddp_ranks_agree_and_test_the_best_weights(small_store, small_args, tmp_path, capsys):
